@@ -1,0 +1,246 @@
+"""The application services: record a message, register agencies, issue tokens.
+
+They take and return plain values (ids, dicts), never aggregates. Idempotency:
+the first answer to a ``message_id`` is stored as a receipt in the same
+transaction as the events it caused, so a repeat, even after a restart, returns
+that answer with ``duplicate: true``. Optimistic-concurrency conflicts (two
+writers on one case) are retried with a fresh load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.agency import Agency, agency_aggregate_id
+from domain.case import Case
+from domain.errors import DomainError
+from domain.policy import PolicyBook
+from domain.values import AgencyKind
+from services import commands
+from services.errors import AgencyExists, AgencyUnknown, CaseNotFound, ConcurrencyConflict
+from services.messages import Message, parse_message
+from services.store import HubStore, Receipt
+
+log = structlog.get_logger("hub.application")
+
+AGENCY_REGISTERED_TOPIC = "domain.agency:Agency.AgencyRegistered"
+
+
+class HubApplication(Application[UUID]):
+    """The ``eventsourcing`` application holding cases and agencies."""
+
+    name = "Hub"
+
+    @property
+    def store(self) -> HubStore:
+        return cast(HubStore, self.recorder)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "hub_" + secrets.token_urlsafe(32)
+
+
+class AgencyRegistry:
+    """Registered agencies; ids are cached, since agencies are only ever added."""
+
+    def __init__(self, app: HubApplication) -> None:
+        self._app = app
+        self._known: set[str] = set()
+
+    def exists(self, agency_id: str) -> bool:
+        if agency_id in self._known:
+            return True
+        try:
+            self._app.repository.get(agency_aggregate_id(agency_id))
+        except AggregateNotFoundError:
+            return False
+        self._known.add(agency_id)
+        return True
+
+    def register(self, agency_id: str, kind: AgencyKind, name: str) -> dict[str, str]:
+        agency = Agency.register(agency_id, kind, name, registered_at=datetime.now(UTC))
+        try:
+            self._app.save(agency)
+        except IntegrityError:
+            raise AgencyExists(f"agency {agency_id} is already registered") from None
+        self._known.add(agency_id)
+        return {"agency_id": agency_id, "kind": agency.kind.value, "name": agency.name}
+
+    def get(self, agency_id: str) -> dict[str, str]:
+        try:
+            agency = cast(Agency, self._app.repository.get(agency_aggregate_id(agency_id)))
+        except AggregateNotFoundError:
+            raise AgencyUnknown(f"agency {agency_id} is not registered") from None
+        return {"agency_id": agency.agency_id, "kind": agency.kind.value, "name": agency.name}
+
+    def all(self) -> list[dict[str, str]]:
+        rows = []
+        start = 1
+        while True:
+            batch = self._app.recorder.select_notifications(
+                start, 500, topics=[AGENCY_REGISTERED_TOPIC]
+            )
+            for notification in batch:
+                event = self._app.mapper.to_domain_event(notification)
+                rows.append(self.get(event.agency_id))
+            if len(batch) < 500:
+                return sorted(rows, key=lambda r: r["agency_id"])
+            start = batch[-1].id + 1
+
+
+class TokenService:
+    """Bearer tokens: only their SHA-256 is stored."""
+
+    def __init__(self, store: HubStore, registry: AgencyRegistry) -> None:
+        self._store = store
+        self._registry = registry
+
+    def issue_agency_token(self, agency_id: str) -> str:
+        agency = self._registry.get(agency_id)
+        token = new_token()
+        self._store.insert_token(hash_token(token), "agency", agency_id, agency["name"])
+        return token
+
+    def issue_auditor_token(self, name: str) -> str:
+        token = new_token()
+        self._store.insert_token(hash_token(token), "auditor", name, name)
+        return token
+
+    def authenticate(self, token: str) -> dict[str, str] | None:
+        record = self._store.find_token(hash_token(token))
+        if record is None:
+            return None
+        return {"role": record.role, "subject": record.subject, "name": record.name}
+
+
+class MessageService:
+    """Records one handover message: validate, load the case, decide, save."""
+
+    def __init__(
+        self,
+        app: HubApplication,
+        registry: AgencyRegistry,
+        policy_book: PolicyBook,
+        *,
+        retries: int = 20,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._app = app
+        self._registry = registry
+        self._policy_book = policy_book
+        self._retries = retries
+        self._sleep = sleep
+
+    def record_raw(self, raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+        """Parse (``MessageInvalid`` on bad input) and record."""
+        return self.record(parse_message(raw))
+
+    def record(self, message: Message, *, as_auditor: bool = False) -> dict[str, Any]:
+        bound = log.bind(
+            message_id=str(message.message_id),
+            case_id=str(message.case_id),
+            message_type=message.type,
+            agency=message.agency,
+        )
+        for attempt in range(self._retries + 1):
+            try:
+                case = self._decide(message, as_auditor=as_auditor)
+            except DomainError as refusal:
+                duplicate = self._duplicate(message)
+                if duplicate is not None:
+                    return duplicate
+                bound.info("message_refused", code=refusal.code)
+                raise
+            except (AgencyUnknown, CaseNotFound) as refusal:
+                duplicate = self._duplicate(message)
+                if duplicate is not None:
+                    return duplicate
+                bound.info("message_refused", code=refusal.code)
+                raise
+            receipt = Receipt(
+                message_id=message.message_id,
+                case_id=message.case_id,
+                message_type=message.type,
+                handover_id=_handover_id(message),
+            )
+            try:
+                recordings = self._app.save(case, receipt=receipt)
+            except IntegrityError:
+                duplicate = self._duplicate(message)
+                if duplicate is not None:
+                    return duplicate
+                bound.debug("concurrency_conflict", attempt=attempt)
+                self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter
+                continue
+            position = recordings[-1].notification.id if recordings else None
+            result = {
+                **Receipt(
+                    message.message_id,
+                    message.case_id,
+                    message.type,
+                    receipt.handover_id,
+                    position,
+                ).to_result(),
+                "duplicate": False,
+            }
+            bound.info("message_recorded", position=position)
+            return result
+        bound.warning("concurrency_conflict_exhausted", attempts=self._retries + 1)
+        raise ConcurrencyConflict(
+            f"case {message.case_id} kept changing; gave up after "
+            f"{self._retries + 1} attempts, send the message again"
+        )
+
+    def _decide(self, message: Message, *, as_auditor: bool) -> Case:
+        for agency_id in sorted(commands.referenced_agencies(message)):
+            if as_auditor and agency_id == message.agency:
+                continue
+            if not self._registry.exists(agency_id):
+                raise AgencyUnknown(f"agency {agency_id} is not registered", agency=agency_id)
+        case = self._load(message.case_id)
+        if case is None:
+            if message.type != "case.opened":
+                raise CaseNotFound(f"case {message.case_id} does not exist")
+            return commands.open_case(message)
+        commands.apply_to_case(case, message, self._policy_book, as_auditor=as_auditor)
+        return case
+
+    def _load(self, case_id: UUID) -> Case | None:
+        try:
+            aggregate = self._app.repository.get(case_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(aggregate, Case):
+            raise CaseNotFound(f"case {case_id} does not exist")
+        return aggregate
+
+    def _duplicate(self, message: Message) -> dict[str, Any] | None:
+        receipt = self._app.store.find_receipt(message.message_id)
+        if receipt is None:
+            return None
+        log.info(
+            "message_duplicate",
+            message_id=str(message.message_id),
+            case_id=str(receipt.case_id),
+        )
+        return {**receipt.to_result(), "duplicate": True}
+
+
+def _handover_id(message: Message) -> UUID | None:
+    payload = message.payload
+    return getattr(payload, "new_handover_id", None) or getattr(payload, "handover_id", None)

@@ -1,0 +1,73 @@
+"""The composition root: builds everything from settings. Nothing connects at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
+from services.settings import Settings
+from services.store import eventsourcing_env
+
+
+class StoreUnavailable(Exception):
+    code = "store_unavailable"
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    app: HubApplication
+    registry: AgencyRegistry
+    tokens: TokenService
+    messages: MessageService
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def build_hub(settings: Settings | None = None) -> Hub:
+    settings = settings or Settings()
+    url = settings.effective_database_url
+    env = eventsourcing_env(url)
+    if settings.is_sqlite:
+        Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        prepare_postgres(url)
+    try:
+        app = HubApplication(env=env)
+    except Exception as error:  # the library raises several types for "cannot connect"
+        raise StoreUnavailable(
+            f"cannot open the event store ({type(error).__name__}); "
+            "check HUB_DATABASE_URL and that the database is running"
+        ) from error
+    registry = AgencyRegistry(app)
+    return Hub(
+        settings=settings,
+        app=app,
+        registry=registry,
+        tokens=TokenService(app.store, registry),
+        messages=MessageService(
+            app, registry, settings.policy_book, retries=settings.concurrency_retries
+        ),
+    )
+
+
+def prepare_postgres(url: str) -> None:
+    """Probe the server (a clear error beats a pool timeout) and create the schema."""
+    schema = parse_qs(urlparse(url).query).get("schema", [None])[0]
+    import psycopg
+    from psycopg import sql
+
+    conninfo = url.split("?", 1)[0].replace("postgresql://", "postgres://", 1)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            if schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+    except psycopg.OperationalError as error:
+        raise StoreUnavailable(
+            "cannot reach PostgreSQL; check HUB_DATABASE_URL and that the server is running"
+        ) from error

@@ -1,0 +1,242 @@
+"""``hub``: the command line. Each command parses, calls a service, renders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+
+from domain.errors import DomainError
+from domain.values import AgencyKind
+from services.bootstrap import Hub, StoreUnavailable, build_hub
+from services.errors import ServiceError
+from services.logging import configure_logging
+from services.settings import Settings
+
+app = typer.Typer(
+    help="Coordination hub for agencies sharing responsibility for a participant's way "
+    "into work. Configure with HUB_* environment variables (HUB_DATABASE_URL, "
+    "HUB_VAR_DIR, HUB_LOG_FORMAT, HUB_DEADLINE_POLICY_FILE, HUB_KAFKA_BOOTSTRAP).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+agency_app = typer.Typer(help="The agency registry.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+app.add_typer(agency_app, name="agency")
+app.add_typer(token_app, name="token")
+
+
+def _fail(code: str, message: str, exit_code: int = 1) -> typer.Exit:
+    typer.echo(f"error [{code}]: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+@contextmanager
+def _hub() -> Iterator[Hub]:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        hub = build_hub(settings)
+    except StoreUnavailable as error:
+        raise _fail(error.code, str(error)) from None
+    try:
+        yield hub
+    except (DomainError, ServiceError) as refusal:
+        raise _fail(refusal.code, refusal.message) from None
+    finally:
+        hub.close()
+
+
+@agency_app.command("add")
+def agency_add(
+    agency_id: Annotated[str, typer.Argument(metavar="ID", help="short id, e.g. jc-trier")],
+    kind: Annotated[AgencyKind, typer.Option(help="the agency's kind")],
+    name: Annotated[str, typer.Option(help="display name")],
+) -> None:
+    """Register an agency and print a new bearer token for it (last line)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from services.messages import AgencyId
+
+    try:
+        TypeAdapter(AgencyId).validate_python(agency_id)
+    except ValidationError:
+        raise _fail(
+            "invalid_value", "an agency id is 2-64 of a-z, 0-9, '.', '_', '-', e.g. jc-trier"
+        ) from None
+    with _hub() as hub:
+        agency = hub.registry.register(agency_id, kind, name)
+        token = hub.tokens.issue_agency_token(agency_id)
+    typer.echo(f"registered agency {agency['agency_id']} ({agency['kind']}): {agency['name']}")
+    typer.echo("bearer token (shown once; only its hash is stored):")
+    typer.echo(token)
+
+
+@agency_app.command("list")
+def agency_list() -> None:
+    """List registered agencies."""
+    with _hub() as hub:
+        for agency in hub.registry.all():
+            typer.echo(f"{agency['agency_id']}\t{agency['kind']}\t{agency['name']}")
+
+
+@agency_app.command("token")
+def agency_token(agency_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Issue another bearer token for a registered agency (last line)."""
+    with _hub() as hub:
+        token = hub.tokens.issue_agency_token(agency_id)
+    typer.echo(f"new bearer token for {agency_id}:")
+    typer.echo(token)
+
+
+@token_app.command("auditor")
+def token_auditor(name: Annotated[str, typer.Option(help="the auditor's name")]) -> None:
+    """Print a new auditor token (last line)."""
+    if not name.strip():
+        raise _fail("invalid_value", "an auditor needs a name")
+    with _hub() as hub:
+        token = hub.tokens.issue_auditor_token(name.strip())
+    typer.echo(f"auditor token for {name.strip()} (shown once; only its hash is stored):")
+    typer.echo(token)
+
+
+@app.command()
+def record(
+    source: Annotated[str, typer.Argument(help="a JSON message file, or - for stdin")],
+) -> None:
+    """Record one handover message (the same schema as HTTP and Kafka)."""
+    from services.messages import MessageInvalid
+
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    with _hub() as hub:
+        try:
+            result = hub.messages.record_raw(raw)
+        except MessageInvalid as error:
+            typer.echo(json.dumps(error.details, indent=2), err=True)
+            raise _fail(error.code, error.message) from None
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def demo() -> None:
+    """Load DOMAIN.md's five scenarios (idempotent) and print where to look."""
+    from services.demo import DemoFailed, load_demo
+
+    with _hub() as hub:
+        store = hub.settings.effective_database_url
+        typer.echo(f"loading the five scenarios into {_redact(store)}")
+        try:
+            reports = list(load_demo(hub.registry, hub.messages))
+        except DemoFailed as error:
+            raise _fail(error.code, str(error)) from None
+    for r in reports:
+        refused = (
+            f", refused as expected: {', '.join(r.refused_as_expected)}"
+            if r.refused_as_expected
+            else ""
+        )
+        typer.echo(
+            f"  {r.number}. {r.title}\n     case {r.case_id}: "
+            f"{r.recorded} recorded, {r.duplicates} already there{refused}"
+        )
+    typer.echo("look at a case's history and state with:")
+    typer.echo(f"  hub replay {reports[0].case_id}")
+    typer.echo(
+        f"  hub replay {reports[1].case_id} --as-of 2026-03-12T00:00:00+01:00 --axis occurred"
+    )
+
+
+@app.command()
+def replay(
+    case_id: Annotated[UUID, typer.Argument(metavar="CASE_ID")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="ISO 8601 moment with timezone")
+    ] = None,
+    axis: Annotated[
+        str, typer.Option(help="recorded (hub clock, default) or occurred (agency clock)")
+    ] = "recorded",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The case's events in order and its state rebuilt as of that moment."""
+    from services.replay import replay_case
+
+    if axis not in ("recorded", "occurred"):
+        raise _fail("invalid_value", "--axis is recorded or occurred")
+    moment = _parse_moment(as_of) if as_of is not None else None
+    with _hub() as hub:
+        result = replay_case(hub.app, case_id, moment, axis)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    _print_replay(result)
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail("invalid_value", "--as-of is an ISO 8601 moment") from None
+    if moment.tzinfo is None:
+        raise _fail("invalid_value", "--as-of needs a timezone, e.g. 2026-03-01T00:00:00+01:00")
+    return moment
+
+
+def _print_replay(result: dict[str, Any]) -> None:
+    moment = f" as of {result['as_of']} ({result['axis']})" if result["as_of"] else ""
+    typer.echo(f"case {result['case_id']}{moment}: {len(result['events'])} events")
+    for e in result["events"]:
+        typer.echo(
+            f"  #{e['position']:<6} v{e['version']:<3} {e['occurred_at']}  "
+            f"{e['type']:<22} {e['agency']} / {e['actor']}"
+        )
+    state = result["state"]
+    if state is None:
+        typer.echo("no state at that moment")
+        return
+    typer.echo(
+        f"stage {state['stage']}"
+        + (f" (outcome {state['outcome']})" if state["outcome"] else "")
+        + f", lead {state['lead_agency']}, agencies {', '.join(state['agencies'])}"
+    )
+    for h in state["handovers"]:
+        typer.echo(
+            f"  handover {h['handover_id']} {h['kind']}: {h['from_agency']} -> "
+            f"{h['to_agency']} [{h['state']}] due {h['due_at']}"
+        )
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option(help="write to this file")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of every message type."""
+    from services.messages import message_json_schema
+
+    text = json.dumps(message_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Refusals raised by the application services (beside the domain's own)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    code = "service_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class CaseNotFound(ServiceError):
+    code = "case_not_found"
+
+
+class AgencyUnknown(ServiceError):
+    code = "agency_unknown"
+
+
+class AgencyExists(ServiceError):
+    code = "agency_exists"
+
+
+class ConcurrencyConflict(ServiceError):
+    code = "concurrency_conflict"
+
+
+class NotAllowed(ServiceError):
+    code = "forbidden"

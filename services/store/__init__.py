@@ -1,0 +1,101 @@
+"""Persistence adapters: the ``eventsourcing`` recorders for SQLite and PostgreSQL,
+extended with the hub's side tables (message receipts, tokens) that must commit in
+the same transaction as the events or live beside them.
+
+``HubStore`` is the small protocol both recorders offer to the services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+from uuid import UUID
+
+SQLITE_RECORDER_TOPIC = "services.store.sqlite:HubSQLiteRecorder"
+POSTGRES_RECORDER_TOPIC = "services.store.postgres:HubPostgresRecorder"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The first answer to a message, stored with its events (idempotency)."""
+
+    message_id: UUID
+    case_id: UUID
+    message_type: str
+    handover_id: UUID | None
+    position: int | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "message_id": str(self.message_id),
+            "case_id": str(self.case_id),
+            "type": self.message_type,
+            "position": self.position,
+        }
+        if self.handover_id is not None:
+            result["handover_id"] = str(self.handover_id)
+        return result
+
+
+@dataclass(frozen=True)
+class PositionedEvent:
+    position: int
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    role: str
+    subject: str
+    name: str
+
+
+class HubStore(Protocol):
+    def find_receipt(self, message_id: UUID) -> Receipt | None: ...
+
+    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None: ...
+
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]: ...
+
+    def max_notification_id(self) -> int | None: ...
+
+
+def eventsourcing_env(database_url: str) -> dict[str, str]:
+    """Translate ``HUB_DATABASE_URL`` into the ``eventsourcing`` library's settings."""
+    parsed = urlparse(database_url)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative/path.db or sqlite:////absolute/path.db or sqlite:///:memory:
+        path = unquote(parsed.path[1:] if parsed.path.startswith("/") else parsed.path)
+        if not path:
+            raise ValueError("sqlite URL needs a file path, e.g. sqlite:///var/hub.db")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": SQLITE_RECORDER_TOPIC,
+        }
+    if parsed.scheme in ("postgresql", "postgres"):
+        query = parse_qs(parsed.query)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parsed.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": POSTGRES_RECORDER_TOPIC,
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"][0]
+        return env
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:/// or postgresql://"
+    )

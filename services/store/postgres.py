@@ -1,0 +1,112 @@
+"""PostgreSQL recorder with the hub's side tables, in the events' schema."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from services.store import PositionedEvent, Receipt, TokenRecord
+
+
+class HubPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        self._receipts = SQL("{}.hub_receipts").format(schema)
+        self._tokens = SQL("{}.hub_tokens").format(schema)
+        self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "message_id uuid PRIMARY KEY, case_id uuid NOT NULL, "
+                "message_type text NOT NULL, handover_id uuid, position bigint)"
+            ).format(self._receipts)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "token_hash text PRIMARY KEY, role text NOT NULL, subject text NOT NULL, "
+                "name text NOT NULL, created_at timestamptz DEFAULT now())"
+            ).format(self._tokens)
+        )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        receipt: Receipt | None = kwargs.get("receipt")
+        if receipt is not None:
+            # RETURNING + fetchone makes a unique violation surface here, inside the
+            # pipeline's error handling, rather than at commit.
+            curs.execute(
+                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s) RETURNING message_id").format(
+                    self._receipts
+                ),
+                (
+                    receipt.message_id,
+                    receipt.case_id,
+                    receipt.message_type,
+                    receipt.handover_id,
+                    max(positions) if positions else None,
+                ),
+            )
+            curs.fetchone()
+        return positions
+
+    def find_receipt(self, message_id: UUID) -> Receipt | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {} WHERE message_id=%s").format(self._receipts),
+                (message_id,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return Receipt(
+            message_id=row["message_id"],
+            case_id=row["case_id"],
+            message_type=row["message_type"],
+            handover_id=row["handover_id"],
+            position=row["position"],
+        )
+
+    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {} (token_hash, role, subject, name) VALUES (%s,%s,%s,%s)").format(
+                    self._tokens
+                ),
+                (token_hash, role, subject, name),
+            )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT role, subject, name FROM {} WHERE token_hash=%s").format(self._tokens),
+                (token_hash,),
+            )
+            row = curs.fetchone()
+        return None if row is None else TokenRecord(row["role"], row["subject"], row["name"])
+
+    def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id=%s ORDER BY originator_version"
+                ).format(self._events),
+                (originator_id,),
+            )
+            return [
+                PositionedEvent(
+                    r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+                for r in curs.fetchall()
+            ]

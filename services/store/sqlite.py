@@ -1,0 +1,86 @@
+"""SQLite recorder with the hub's side tables, in the same file as the events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from services.store import PositionedEvent, Receipt, TokenRecord
+
+
+class HubSQLiteRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS hub_receipts ("
+            "message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, "
+            "message_type TEXT NOT NULL, handover_id TEXT, position INTEGER)",
+            "CREATE TABLE IF NOT EXISTS hub_tokens ("
+            "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
+            "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        receipt: Receipt | None = kwargs.get("receipt")
+        if receipt is not None:
+            c.execute(
+                "INSERT INTO hub_receipts VALUES (?,?,?,?,?)",
+                (
+                    str(receipt.message_id),
+                    str(receipt.case_id),
+                    receipt.message_type,
+                    str(receipt.handover_id) if receipt.handover_id else None,
+                    max(positions) if positions else None,
+                ),
+            )
+        return positions
+
+    def find_receipt(self, message_id: UUID) -> Receipt | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM hub_receipts WHERE message_id=?", (str(message_id),))
+            row = c.fetchone()
+        if row is None:
+            return None
+        return Receipt(
+            message_id=UUID(row["message_id"]),
+            case_id=UUID(row["case_id"]),
+            message_type=row["message_type"],
+            handover_id=UUID(row["handover_id"]) if row["handover_id"] else None,
+            position=row["position"],
+        )
+
+    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO hub_tokens (token_hash, role, subject, name) VALUES (?,?,?,?)",
+                (token_hash, role, subject, name),
+            )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT role, subject, name FROM hub_tokens WHERE token_hash=?",
+                (token_hash,),
+            )
+            row = c.fetchone()
+        return None if row is None else TokenRecord(row["role"], row["subject"], row["name"])
+
+    def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                # The table name is the recorder's own setting, never input.
+                f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "  # noqa: S608
+                "WHERE originator_id=? ORDER BY originator_version",
+                (originator_id.hex,),
+            )
+            return [
+                PositionedEvent(r["rowid"], r["originator_version"], r["topic"], r["state"])
+                for r in c.fetchall()
+            ]
