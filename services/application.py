@@ -14,6 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -177,6 +178,7 @@ class MessageService:
                 case_id=message.case_id,
                 message_type=message.type,
                 handover_id=_handover_id(message),
+                case_version=case.version,
             )
             try:
                 recordings = self._app.save(case, receipt=receipt)
@@ -188,16 +190,7 @@ class MessageService:
                 self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter
                 continue
             position = recordings[-1].notification.id if recordings else None
-            result = {
-                **Receipt(
-                    message.message_id,
-                    message.case_id,
-                    message.type,
-                    receipt.handover_id,
-                    position,
-                ).to_result(),
-                "duplicate": False,
-            }
+            result = {**replace(receipt, position=position).to_result(), "duplicate": False}
             bound.info("message_recorded", position=position)
             return result
         bound.warning("concurrency_conflict_exhausted", attempts=self._retries + 1)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from eventsourcing.persistence import IntegrityError, InternalError
 
 from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
 from services.settings import Settings
@@ -35,13 +38,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
         Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
     else:
         prepare_postgres(url)
-    try:
-        app = HubApplication(env=env)
-    except Exception as error:  # the library raises several types for "cannot connect"
-        raise StoreUnavailable(
-            f"cannot open the event store ({type(error).__name__}); "
-            "check HUB_DATABASE_URL and that the database is running"
-        ) from error
+    app = _open_application(env)
     registry = AgencyRegistry(app)
     return Hub(
         settings=settings,
@@ -52,6 +49,24 @@ def build_hub(settings: Settings | None = None) -> Hub:
             app, registry, settings.policy_book, retries=settings.concurrency_retries
         ),
     )
+
+
+def _open_application(env: dict[str, str], attempts: int = 5) -> HubApplication:
+    for attempt in range(attempts):
+        try:
+            return HubApplication(env=env)
+        except (InternalError, IntegrityError):
+            # Processes starting together race on CREATE ... IF NOT EXISTS / OR REPLACE
+            # ("tuple concurrently updated"); the loser simply tries again.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+        except Exception as error:  # the library raises several types for "cannot connect"
+            raise StoreUnavailable(
+                f"cannot open the event store ({type(error).__name__}); "
+                "check HUB_DATABASE_URL and that the database is running"
+            ) from error
+    raise AssertionError("unreachable")
 
 
 def prepare_postgres(url: str) -> None:

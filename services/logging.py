@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -25,11 +25,14 @@ def drop_personal_keys(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str,
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", stream: IO[str] | None = None
+) -> None:
     global _configured  # noqa: PLW0603 - configured once per process by design
     if _configured:
         return
-    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    stream = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
@@ -43,7 +46,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
     _configured = True

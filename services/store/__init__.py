@@ -24,6 +24,9 @@ class Receipt:
     case_id: UUID
     message_type: str
     handover_id: UUID | None
+    # The case's version after the message; its event's position is looked up on
+    # read, so writing the receipt needs no extra round trip after the insert.
+    case_version: int
     position: int | None = None
 
     def to_result(self) -> dict[str, Any]:

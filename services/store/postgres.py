@@ -26,7 +26,7 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 "message_id uuid PRIMARY KEY, case_id uuid NOT NULL, "
-                "message_type text NOT NULL, handover_id uuid, position bigint)"
+                "message_type text NOT NULL, handover_id uuid, case_version bigint NOT NULL)"
             ).format(self._receipts)
         )
         self.sql_create_statements.append(
@@ -37,33 +37,33 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             ).format(self._tokens)
         )
 
-    def _fetch_ids_after_insert_events(
+    def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+    ) -> None:
+        # Runs in the same pipelined transaction as the events' insert; a repeated
+        # message_id surfaces as an IntegrityError at the library's sync.
+        super()._insert_events(curs, stored_events, **kwargs)
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
-            # RETURNING + fetchone makes a unique violation surface here, inside the
-            # pipeline's error handling, rather than at commit.
             curs.execute(
-                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s) RETURNING message_id").format(
-                    self._receipts
-                ),
+                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s)").format(self._receipts),
                 (
                     receipt.message_id,
                     receipt.case_id,
                     receipt.message_type,
                     receipt.handover_id,
-                    max(positions) if positions else None,
+                    receipt.case_version,
                 ),
             )
-            curs.fetchone()
-        return positions
 
     def find_receipt(self, message_id: UUID) -> Receipt | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT * FROM {} WHERE message_id=%s").format(self._receipts),
+                SQL(
+                    "SELECT r.*, e.notification_id AS position FROM {} r LEFT JOIN {} e "
+                    "ON e.originator_id = r.case_id AND e.originator_version = r.case_version "
+                    "WHERE r.message_id=%s"
+                ).format(self._receipts, self._events),
                 (message_id,),
             )
             row = curs.fetchone()
@@ -74,6 +74,7 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             case_id=row["case_id"],
             message_type=row["message_type"],
             handover_id=row["handover_id"],
+            case_version=row["case_version"],
             position=row["position"],
         )
 

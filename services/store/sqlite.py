@@ -18,7 +18,7 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             "CREATE TABLE IF NOT EXISTS hub_receipts ("
             "message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, "
-            "message_type TEXT NOT NULL, handover_id TEXT, position INTEGER)",
+            "message_type TEXT NOT NULL, handover_id TEXT, case_version INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS hub_tokens ("
             "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
             "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)",
@@ -33,18 +33,23 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             c.execute(
                 "INSERT INTO hub_receipts VALUES (?,?,?,?,?)",
                 (
-                    str(receipt.message_id),
-                    str(receipt.case_id),
+                    receipt.message_id.hex,
+                    receipt.case_id.hex,
                     receipt.message_type,
                     str(receipt.handover_id) if receipt.handover_id else None,
-                    max(positions) if positions else None,
+                    receipt.case_version,
                 ),
             )
         return positions
 
     def find_receipt(self, message_id: UUID) -> Receipt | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT * FROM hub_receipts WHERE message_id=?", (str(message_id),))
+            c.execute(
+                "SELECT r.*, e.rowid AS position FROM hub_receipts r "  # noqa: S608 - fixed names
+                f"LEFT JOIN {self.events_table_name} e ON e.originator_id = r.case_id "
+                "AND e.originator_version = r.case_version WHERE r.message_id=?",
+                (message_id.hex,),
+            )
             row = c.fetchone()
         if row is None:
             return None
@@ -53,6 +58,7 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             case_id=UUID(row["case_id"]),
             message_type=row["message_type"],
             handover_id=UUID(row["handover_id"]) if row["handover_id"] else None,
+            case_version=row["case_version"],
             position=row["position"],
         )
 
