@@ -146,7 +146,7 @@ class Case(Aggregate):
         self.programme = programme
         self.site = site
         self.assignment_months = assignment_months
-        self.participant = participant
+        self.participant = dict(participant)  # never share the event's dict
         self.opened_by = agency
         self.lead_agency = agency
         self.opened_at = occurred_at
@@ -289,6 +289,7 @@ class Case(Aggregate):
         valid_until: datetime | None = None,
     ) -> None:
         self._check_involved(act)
+        _require_timezone(valid_from, valid_until)
         if consent_id in self.consents:
             raise errors.ConsentExists(f"consent {consent_id} is already recorded")
         if not categories or not recipients:
@@ -367,6 +368,7 @@ class Case(Aggregate):
         due_at: datetime | None = None,
     ) -> None:
         self._check_involved(act)
+        _require_timezone(due_at)
         if handover_id in self.handovers:
             raise errors.HandoverExists(f"handover {handover_id} already exists")
         if to_agency == act.agency:
@@ -647,6 +649,7 @@ class Case(Aggregate):
         self, act: Act, *, appointment_id: UUID, kind: AppointmentKind, at: datetime
     ) -> None:
         self._check_involved(act)
+        _require_timezone(at)
         if appointment_id in self.appointments:
             raise errors.AppointmentExists(f"appointment {appointment_id} already exists")
         self._appointment_scheduled(
@@ -899,6 +902,7 @@ class Case(Aggregate):
 
     def start_aftercare(self, act: Act, *, until: datetime | None = None) -> None:
         self._check_involved(act)
+        _require_timezone(until)
         if self.stage is not Stage.EMPLOYED:
             raise errors.InvalidTransition(
                 f"aftercare starts after employment, not in stage {self.stage.value}"
@@ -981,6 +985,11 @@ class Case(Aggregate):
         self.participant = {"pseudonym": self.participant.get("pseudonym"), "erased": True}
         for note in self.notes:
             note.text = ""
+
+
+def _require_timezone(*moments: datetime | None) -> None:
+    if any(m is not None and m.tzinfo is None for m in moments):
+        raise errors.InvalidValue("times must carry a timezone")
 
 
 def _add_months(moment: datetime, months: int) -> datetime:

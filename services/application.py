@@ -140,7 +140,9 @@ class MessageService:
         *,
         retries: int = 20,
         sleep: Callable[[float], None] = time.sleep,
+        on_recorded: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_recorded = on_recorded
         self._app = app
         self._registry = registry
         self._policy_book = policy_book
@@ -192,6 +194,7 @@ class MessageService:
             position = recordings[-1].notification.id if recordings else None
             result = {**replace(receipt, position=position).to_result(), "duplicate": False}
             bound.info("message_recorded", position=position)
+            self._on_recorded()
             return result
         bound.warning("concurrency_conflict_exhausted", attempts=self._retries + 1)
         raise ConcurrencyConflict(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from eventsourcing.persistence import IntegrityError, InternalError
@@ -12,6 +13,9 @@ from eventsourcing.persistence import IntegrityError, InternalError
 from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
 from services.settings import Settings
 from services.store import eventsourcing_env
+from services.views.queries import ViewQueries
+from services.views.runner import ViewRunner
+from services.views.store import PostgresViewStore, SQLiteViewStore
 
 
 class StoreUnavailable(Exception):
@@ -25,8 +29,12 @@ class Hub:
     registry: AgencyRegistry
     tokens: TokenService
     messages: MessageService
+    views: ViewRunner
+    queries: ViewQueries
+    view_store: Any
 
     def close(self) -> None:
+        self.views.stop()
         self.app.close()
 
 
@@ -40,14 +48,26 @@ def build_hub(settings: Settings | None = None) -> Hub:
         prepare_postgres(url)
     app = _open_application(env)
     registry = AgencyRegistry(app)
+    view_store = app.factory.tracking_recorder(
+        SQLiteViewStore if settings.is_sqlite else PostgresViewStore  # type: ignore[arg-type]
+    )
+    runner = ViewRunner(app.recorder, view_store, checkpoint_every=settings.audit_checkpoint_every)
+    messages = MessageService(
+        app,
+        registry,
+        settings.policy_book,
+        retries=settings.concurrency_retries,
+        on_recorded=runner.notify,
+    )
     return Hub(
         settings=settings,
         app=app,
         registry=registry,
         tokens=TokenService(app.store, registry),
-        messages=MessageService(
-            app, registry, settings.policy_book, retries=settings.concurrency_retries
-        ),
+        messages=messages,
+        views=runner,
+        queries=ViewQueries(view_store, settings.capacity),
+        view_store=view_store,
     )
 
 

@@ -29,8 +29,12 @@ app = typer.Typer(
 )
 agency_app = typer.Typer(help="The agency registry.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+projections_app = typer.Typer(help="Views built from the events.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(agency_app, name="agency")
 app.add_typer(token_app, name="token")
+app.add_typer(projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
 
 
 def _fail(code: str, message: str, exit_code: int = 1) -> typer.Exit:
@@ -136,6 +140,7 @@ def demo() -> None:
             reports = list(load_demo(hub.registry, hub.messages))
         except DemoFailed as error:
             raise _fail(error.code, str(error)) from None
+        hub.views.catch_up()
     for r in reports:
         refused = (
             f", refused as expected: {', '.join(r.refused_as_expected)}"
@@ -225,6 +230,73 @@ def schema(
     else:
         output.write_text(text)
         typer.echo(f"wrote {output}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[
+        str | None, typer.Argument(help="cases (inbox, caseload, case views), dashboard, audit")
+    ] = None,
+) -> None:
+    """Drop and rebuild views from the event store, with a progress bar."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from services.views.store import GROUPS
+
+    if name is not None and name not in GROUPS:
+        raise _fail("invalid_value", f"unknown view {name!r}; one of {', '.join(GROUPS)}")
+    groups = GROUPS if name is None else (name,)
+    with _hub() as hub:
+        total = hub.app.recorder.max_notification_id() or 0
+        started = time.perf_counter()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=not sys.stdout.isatty(),
+        ) as bar:
+            task = bar.add_task(f"rebuilding {', '.join(groups)}", total=max(total, 1))
+            applied = hub.views.rebuild(
+                groups, progress=lambda done, _total: bar.update(task, completed=done)
+            )
+        seconds = time.perf_counter() - started
+    rate = applied / seconds if seconds > 0 else 0.0
+    typer.echo(
+        f"rebuilt {', '.join(groups)}: {applied} events in {seconds:.2f} s ({rate:,.0f} events/s)"
+    )
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Each view's position against the newest recorded event."""
+    with _hub() as hub:
+        head = hub.app.recorder.max_notification_id() or 0
+        for group, position in hub.views.positions().items():
+            typer.echo(f"{group}\t{position}\t(lag {head - position})")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain from the stored events; exit 1 naming the first break."""
+    from services.views.verify import verify_chain
+
+    with _hub() as hub:
+        hub.views.catch_up()
+        result = verify_chain(hub.app.recorder, hub.view_store)
+    if result.ok:
+        typer.echo(
+            f"audit trail intact: {result.events_checked} events checked, head {result.head_hash}"
+        )
+        return
+    typer.echo(
+        f"audit trail BROKEN at position {result.first_broken_position}: {result.reason} "
+        f"({result.events_checked} events verified before it)",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 def _redact(url: str) -> str:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         None, description="JSON file with per-programme deadline overrides"
     )
     concurrency_retries: int = Field(20, ge=0, le=1000)
+    audit_checkpoint_every: int = Field(
+        1000, ge=1, description="store and log the audit chain's head every N events"
+    )
+    capacity_file: Path | None = Field(
+        None, description='JSON {"programme": {"site": places}} for the dashboard'
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -37,6 +43,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite:")
+
+    @cached_property
+    def capacity(self) -> dict[str, dict[str, int]]:
+        if self.capacity_file is None:
+            return {}
+        return json.loads(self.capacity_file.read_text())
 
     @cached_property
     def policy_book(self) -> PolicyBook:

@@ -45,7 +45,7 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
     def find_receipt(self, message_id: UUID) -> Receipt | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT r.*, e.rowid AS position FROM hub_receipts r "  # noqa: S608 - fixed names
+                "SELECT r.*, e.rowid AS position FROM hub_receipts r "
                 f"LEFT JOIN {self.events_table_name} e ON e.originator_id = r.case_id "
                 "AND e.originator_version = r.case_version WHERE r.message_id=?",
                 (message_id.hex,),
@@ -82,7 +82,7 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 # The table name is the recorder's own setting, never input.
-                f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "  # noqa: S608
+                f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "
                 "WHERE originator_id=? ORDER BY originator_version",
                 (originator_id.hex,),
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -333,3 +334,17 @@ def test_valid_until_after_revocation_does_not_revive_the_consent() -> None:
         offer_health(case, days=2)
 
     assert case.consents[consent_id].valid_until == at(365)
+
+
+def test_naive_valid_from_is_refused() -> None:
+    case = open_case(JOBCENTER)
+
+    with raises_domain(InvalidValue, "invalid_value"):
+        grant(case, valid_from=datetime(2026, 3, 1))
+
+
+def test_naive_valid_until_is_refused() -> None:
+    case = open_case(JOBCENTER)
+
+    with raises_domain(InvalidValue, "invalid_value"):
+        grant(case, valid_from=at(-1), valid_until=datetime(2027, 3, 1))

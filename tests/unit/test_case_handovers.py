@@ -260,9 +260,7 @@ def test_valid_transition(state: HandoverState, command: str) -> None:
     assert_replays_equal(case)
 
 
-@pytest.mark.parametrize(
-    ("state", "command"), INVALID, ids=[f"{s.value}-{c}" for s, c in INVALID]
-)
+@pytest.mark.parametrize(("state", "command"), INVALID, ids=[f"{s.value}-{c}" for s, c in INVALID])
 def test_invalid_transition_is_refused(state: HandoverState, command: str) -> None:
     case, handover_id = handover_in(state)
     case.collect_events()
@@ -311,9 +309,7 @@ def test_only_the_receiver_decides(command: str, wrong_agency: str) -> None:
             act(wrong_agency, 1), handover_id=handover_id, reason="x"
         ),
         "forward": lambda: forward(case, handover_id, by=wrong_agency, to=DRV, days=1),
-        "complete": lambda: case.complete_handover(
-            act(wrong_agency, 1), handover_id=handover_id
-        ),
+        "complete": lambda: case.complete_handover(act(wrong_agency, 1), handover_id=handover_id),
     }
 
     with raises_domain(NotReceiver, "not_receiver"):

@@ -1,0 +1,65 @@
+"""Audit trail: every stored event in global order, chained by SHA-256.
+
+Each entry's hash covers a canonical encoding of the stored event (position,
+aggregate id, version, topic and the stored bytes: ciphertext where fields are
+encrypted) plus the previous entry's hash, so changing, removing or reordering
+any stored event breaks the chain from that position on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from uuid import UUID
+
+from projections.events import EventRecord
+
+GENESIS = "0" * 64
+STATUTORY_TASK = "statutory_task"
+
+
+def canonical(
+    position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
+) -> bytes:
+    header = f"hub-audit-v1\n{position}\n{UUID(str(originator_id))}\n{version}\n{topic}\n"
+    return header.encode() + bytes(state)
+
+
+def chain_hash(previous: str, encoded: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(previous) + encoded).hexdigest()
+
+
+def legal_basis(record: EventRecord | None) -> str:
+    """Consent ids a disclosure relied on, else the agency's statutory task."""
+    if record is None:
+        return STATUTORY_TASK
+    basis = record.data.get("legal_basis")
+    if basis:
+        return ",".join(f"consent:{c}" if c != STATUTORY_TASK else c for c in basis)
+    if record.type in ("ConsentGranted", "ConsentRevoked"):
+        return f"consent:{record.data['consent_id']}"
+    return STATUTORY_TASK
+
+
+def audit_entry(
+    previous: str,
+    position: int,
+    originator_id: UUID | str,
+    version: int,
+    topic: str,
+    state: bytes,
+    record: EventRecord | None,
+) -> dict[str, Any]:
+    """``record`` is the decoded case event, or None for other aggregates' events."""
+    digest = chain_hash(previous, canonical(position, originator_id, version, topic, state))
+    return {
+        "position": position,
+        "case_id": record.case_id if record is not None else None,
+        "type": topic.rsplit(".", 1)[-1],
+        "agency": record.agency if record is not None else None,
+        "actor": record.actor if record is not None else None,
+        "occurred_at": record.occurred_at if record is not None else None,
+        "recorded_at": record.recorded_at if record is not None else None,
+        "legal_basis": legal_basis(record),
+        "hash": digest,
+    }

@@ -1,0 +1,119 @@
+"""The case as one agency may see it.
+
+A piece of personal data is shown to an agency only when that agency is its
+source, or a consent covers its category from that source to that agency and is
+valid (granted, not revoked, inside its window) at the moment of reading.
+Anything else is absent from the view, not blanked by a client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.case_doc import PARTICIPANT_CATEGORIES, Doc
+from projections.caseload import involved_agencies
+
+
+def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) -> bool:
+    if agency == source:
+        return True
+    for c in doc["consents"].values():
+        if (
+            c["revoked_at"] is None
+            and category in c["categories"]
+            and c["source_agency"] == source
+            and agency in c["recipients"]
+            and datetime.fromisoformat(c["valid_from"]) <= at
+            and (c["valid_until"] is None or at < datetime.fromisoformat(c["valid_until"]))
+        ):
+            return True
+    return False
+
+
+def visible_categories(doc: Doc, agency: str, at: datetime) -> dict[str, list[str]]:
+    """Per source agency, the categories ``agency`` may see (for the audit of reads)."""
+    sources = {doc["opened_by"], *(c["source_agency"] for c in doc["consents"].values())}
+    categories = (
+        "identity",
+        "contact",
+        "health",
+        "benefits",
+        "employment_history",
+        "assessment",
+        "plan",
+        "notes",
+    )
+    return {
+        source: [c for c in categories if entitled(doc, agency, c, source, at)]
+        for source in sorted(sources)
+    }
+
+
+def case_view(doc: Doc, agency: str, at: datetime) -> dict[str, Any]:
+    """``agency``'s view of the case at ``at``; full structure, filtered personal data."""
+    participant = doc["participant"]
+    source = participant["source"]
+    fields = {
+        key: value
+        for key, value in participant["fields"].items()
+        if entitled(doc, agency, PARTICIPANT_CATEGORIES.get(key, "identity"), source, at)
+    }
+    plan = doc["plan"]
+    employment = doc["employment"]
+    return {
+        "case_id": doc["case_id"],
+        "programme": doc["programme"],
+        "site": doc["site"],
+        "stage": doc["stage"],
+        "outcome": doc["outcome"],
+        "lead_agency": doc["lead_agency"],
+        "agencies": involved_agencies(doc),
+        "coach": doc["coach"],
+        "participant": {
+            "pseudonym": participant["pseudonym"],
+            **fields,
+            **({"erased": True} if participant.get("erased") else {}),
+        },
+        "handovers": [
+            {
+                k: h[k]
+                for k in (
+                    "handover_id",
+                    "kind",
+                    "from_agency",
+                    "to_agency",
+                    "state",
+                    "data_categories",
+                    "offered_at",
+                    "due_at",
+                    "decide_due_at",
+                    "forwarded_from",
+                    "forwarded_to",
+                )
+            }
+            for h in doc["handovers"].values()
+        ],
+        "consents": [
+            c
+            for c in doc["consents"].values()
+            if agency in (c["source_agency"], c["granted_by"]) or agency in c["recipients"]
+        ],
+        "appointments": list(doc["appointments"].values()),
+        "agreement_signed_at": doc["agreement_signed_at"],
+        "plan": plan
+        if plan is not None and entitled(doc, agency, "plan", plan["agency"], at)
+        else None,
+        "measures": [
+            m for m in doc["measures"].values() if entitled(doc, agency, "plan", m["agency"], at)
+        ],
+        "employment": employment
+        if employment is not None
+        and entitled(doc, agency, "employment_history", employment["agency"], at)
+        else None,
+        "aftercare": doc["aftercare"],
+        "notes": [n for n in doc["notes"] if entitled(doc, agency, n["category"], n["agency"], at)],
+        "opened_at": doc["opened_at"],
+        "closed_at": doc["closed_at"],
+        "last_activity_at": doc["last_activity_at"],
+    }

@@ -1,0 +1,192 @@
+"""Dashboard figures per programme, site and agency (DOMAIN.md, "Views").
+
+``dashboard_delta(state, before, after)`` folds one case change into running
+totals; it is pure in that it only touches ``state``, a plain dict owned by the
+caller (the in-process runner stores it as JSON; the faust worker keeps it in a
+table). ``dashboard_figures`` turns totals plus the open offers into the
+figures, at a reading moment and against a capacity plan.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from projections.case_doc import Doc
+
+SEP = "|"
+OCCUPYING = ("active", "employed", "aftercare")
+
+
+def empty_state() -> dict[str, Any]:
+    return {
+        "cases_by_stage": {},
+        "handovers_by_state": {},
+        "offer_to_accept_hours": {},
+        "assignment_to_employment_days": {},
+        "assigned": {},
+        "employed_within_12_months": {},
+        "places_used": {},
+        "rehab_decisions": {},
+    }
+
+
+def _bump(counter: dict[str, int], key: str, by: int) -> None:
+    value = counter.get(key, 0) + by
+    if value:
+        counter[key] = value
+    else:
+        counter.pop(key, None)
+
+
+def _site(doc: Doc) -> str:
+    return doc["programme"] + SEP + (doc["site"] or "-")
+
+
+def _counted(doc: Doc | None) -> Iterable[tuple[str, str]]:
+    """The counters a case contributes to while it is in this state."""
+    if doc is None:
+        return
+    yield "cases_by_stage", _site(doc) + SEP + doc["stage"]
+    for h in doc["handovers"].values():
+        yield (
+            "handovers_by_state",
+            SEP.join((doc["programme"], h["from_agency"], h["to_agency"], h["kind"], h["state"])),
+        )
+    if doc["stage"] in OCCUPYING and doc["assignment_started_at"] is not None:
+        yield "places_used", _site(doc)
+
+
+def _hours(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
+
+
+def dashboard_snapshot(doc: Doc | None) -> dict[str, Any] | None:
+    """What ``dashboard_delta`` needs to know of a case before an event (cheap to take)."""
+    if doc is None:
+        return None
+    return {
+        "counted": list(_counted(doc)),
+        "handover_states": {k: h["state"] for k, h in doc["handovers"].items()},
+        "assignment_started": doc["assignment_started_at"] is not None,
+        "employed": doc["employment"] is not None,
+    }
+
+
+def dashboard_delta(state: dict[str, Any], before: dict[str, Any] | None, after: Doc) -> None:
+    """Fold the change from ``before`` (a ``dashboard_snapshot``) to ``after``."""
+    for name, key in before["counted"] if before is not None else ():
+        _bump(state[name], key, -1)
+    for name, key in _counted(after):
+        _bump(state[name], key, +1)
+
+    previous = before["handover_states"] if before is not None else {}
+    for handover_id, h in after["handovers"].items():
+        was_state = previous.get(handover_id)
+        if h["state"] == "accepted" and was_state == "offered":
+            pair = h["from_agency"] + SEP + h["to_agency"]
+            state["offer_to_accept_hours"].setdefault(pair, []).append(
+                round(_hours(h["offered_at"], h["decided_at"]), 3)
+            )
+        if h["state"] == "completed" and was_state == "accepted" and h["decide_due_at"] is not None:
+            met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
+                h["decide_due_at"]
+            )
+            tally = state["rehab_decisions"].setdefault(h["to_agency"], [0, 0])
+            tally[0 if met else 1] += 1
+
+    started = after["assignment_started_at"]
+    if started is not None and not (before is not None and before["assignment_started"]):
+        _bump(state["assigned"], _site(after), +1)
+    employment = after["employment"]
+    if employment is not None and not (before is not None and before["employed"]) and started:
+        begun = date.fromisoformat(employment["start_date"])
+        days = (begun - datetime.fromisoformat(started).date()).days
+        state["assignment_to_employment_days"].setdefault(_site(after), []).append(days)
+        if days <= 365:
+            _bump(state["employed_within_12_months"], _site(after), +1)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+def dashboard_figures(
+    state: Mapping[str, Any],
+    open_offers: Iterable[Mapping[str, Any]],
+    now: datetime,
+    capacity: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict[str, Any]:
+    """``open_offers``: inbox rows (agency, programme, site, due_at). ``capacity``:
+    ``{programme: {site: places}}``."""
+    capacity = capacity or {}
+    overdue: dict[str, list[int]] = {}
+    for row in open_offers:
+        tally = overdue.setdefault(row["agency"], [0, 0])
+        tally[0] += 1
+        if datetime.fromisoformat(row["due_at"]) < now:
+            tally[1] += 1
+
+    def split(key: str, *names: str) -> dict[str, str]:
+        return dict(zip(names, key.split(SEP), strict=True))
+
+    sites = set(state["assigned"]) | set(state["places_used"])
+    sites |= {f"{p}{SEP}{s}" for p, per_site in capacity.items() for s in per_site}
+    return {
+        "generated_at": now.isoformat(),
+        "cases_by_stage": [
+            {**split(k, "programme", "site", "stage"), "count": n}
+            for k, n in sorted(state["cases_by_stage"].items())
+        ],
+        "handovers_by_state": [
+            {**split(k, "programme", "from_agency", "to_agency", "kind", "state"), "count": n}
+            for k, n in sorted(state["handovers_by_state"].items())
+        ],
+        "offer_to_accept": [
+            {
+                **split(k, "from_agency", "to_agency"),
+                "count": len(hours),
+                "median_hours": round(statistics.median(hours), 2),
+                "p90_hours": round(_quantile(hours, 0.9), 2),
+            }
+            for k, hours in sorted(state["offer_to_accept_hours"].items())
+        ],
+        "assignment_to_employment": [
+            {
+                **split(k, "programme", "site"),
+                "count": len(days),
+                "median_days": statistics.median(days),
+            }
+            for k, days in sorted(state["assignment_to_employment_days"].items())
+        ],
+        "employed_within_12_months": [
+            {
+                **split(k, "programme", "site"),
+                "assigned": assigned,
+                "employed": state["employed_within_12_months"].get(k, 0),
+                "share": round(state["employed_within_12_months"].get(k, 0) / assigned, 3),
+            }
+            for k, assigned in sorted(state["assigned"].items())
+        ],
+        "places": [
+            {
+                **split(k, "programme", "site"),
+                "used": state["places_used"].get(k, 0),
+                "capacity": capacity.get(k.split(SEP)[0], {}).get(k.split(SEP)[1]),
+            }
+            for k in sorted(sites)
+        ],
+        "open_offers": [
+            {"agency": agency, "open": counts[0], "overdue": counts[1]}
+            for agency, counts in sorted(overdue.items())
+        ],
+        "rehab_decisions": [
+            {"agency": agency, "met": met, "missed": missed}
+            for agency, (met, missed) in sorted(state["rehab_decisions"].items())
+        ],
+    }

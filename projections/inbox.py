@@ -1,0 +1,32 @@
+"""Agency inbox: handovers offered to an agency and not yet decided, oldest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.case_doc import Doc
+
+
+def inbox_rows(doc: Doc) -> list[dict[str, Any]]:
+    """The inbox rows this case contributes (one per open offer), any agency."""
+    return [
+        {
+            "agency": h["to_agency"],
+            "handover_id": h["handover_id"],
+            "case_id": doc["case_id"],
+            "programme": doc["programme"],
+            "site": doc["site"],
+            "kind": h["kind"],
+            "from_agency": h["from_agency"],
+            "offered_at": h["offered_at"],
+            "due_at": h["due_at"],
+        }
+        for h in doc["handovers"].values()
+        if h["state"] == "offered" and doc["stage"] != "closed"
+    ]
+
+
+def with_overdue(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Overdue is a fact of the reading moment, not stored: the clock is injected."""
+    return {**row, "overdue": datetime.fromisoformat(row["due_at"]) < now}

@@ -1,0 +1,121 @@
+"""Pieces the relay and the inbox share: client options, topics, backoff."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from services.settings import Settings
+
+log = structlog.get_logger("hub.kafka")
+
+INBOX_PREFIX = "hub.inbox."
+# Error code 36: the topic exists already (another process created it first).
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class KafkaNotConfigured(Exception):
+    code = "kafka_not_configured"
+
+
+def bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise KafkaNotConfigured("set HUB_KAFKA_BOOTSTRAP=host:port to use Kafka")
+    return settings.kafka_bootstrap
+
+
+def client_options(settings: Settings, role: str) -> dict[str, Any]:
+    """Options every client of the hub gets (timeouts bounded so failures surface)."""
+    timeout = settings.kafka_timeout_ms
+    return {
+        "bootstrap_servers": bootstrap(settings).split(","),
+        "client_id": f"{settings.kafka_client_id}-{role}",
+        "bootstrap_timeout_ms": timeout,
+        "request_timeout_ms": max(timeout, 5000),
+        "reconnect_backoff_max_ms": 2000,
+    }
+
+
+def producer_options(settings: Settings, role: str) -> dict[str, Any]:
+    timeout = settings.kafka_timeout_ms
+    return {
+        **client_options(settings, role),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_block_ms": timeout,
+        "delivery_timeout_ms": max(timeout * 3, 15000),
+    }
+
+
+def inbox_topic(agency_id: str) -> str:
+    return f"{INBOX_PREFIX}{agency_id}"
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create the missing ones of ``topics`` (name -> partitions); existing ones stay."""
+    admin = KafkaAdminClient(**client_options(settings, "admin"))
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: n for name, n in topics.items() if name not in existing}
+        if not missing:
+            return
+        response = admin.create_topics(
+            {
+                name: {
+                    "num_partitions": partitions,
+                    "replication_factor": settings.kafka_replication_factor,
+                }
+                for name, partitions in missing.items()
+            },
+            raise_errors=False,
+        )
+        for topic in response.get("topics", []):
+            code = topic.get("error_code", 0)
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"cannot create topic {topic.get('name')}: error code {code}")
+        admin.wait_for_topics(list(missing), timeout_ms=settings.kafka_timeout_ms)
+        log.info("kafka_topics_created", topics=sorted(missing))
+    finally:
+        admin.close()
+
+
+class Backoff:
+    """Capped exponential backoff with jitter; ``reset`` after a success."""
+
+    def __init__(self, initial: float = 0.2, maximum: float = 30.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.initial * 2**self.failures)
+        self.failures += 1
+        return delay * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not security
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def wait(stop: threading.Event | None, seconds: float) -> bool:
+    """Sleep, or return early (True) when ``stop`` is set."""
+    if stop is None:
+        threading.Event().wait(seconds)
+        return False
+    return stop.wait(seconds)
+
+
+def error_name(error: BaseException) -> str:
+    """A log-safe description of a client error: its type, never its arguments."""
+    return type(error).__name__
+
+
+def names(items: Iterable[str]) -> list[str]:
+    return sorted(set(items))

@@ -1,0 +1,61 @@
+"""Reads of the views: plain dicts in the shapes API.md names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from projections.case_view import case_view
+from projections.dashboard import dashboard_figures, empty_state
+from projections.inbox import with_overdue
+from services.errors import CaseNotFound
+
+
+class ViewQueries:
+    def __init__(self, views: Any, capacity: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self._views = views
+        self._p = views.P
+        self._capacity = capacity or {}
+
+    def inbox(self, agency: str, now: datetime) -> dict[str, Any]:
+        rows = self._views.query(
+            "SELECT handover_id, case_id, kind, from_agency, offered_at, due_at "
+            f"FROM view_inbox WHERE agency = {self._p} ORDER BY offered_ts, handover_id",
+            (agency,),
+        )
+        return {"items": [with_overdue(row, now) for row in rows]}
+
+    def caseload(self, agency: str) -> dict[str, Any]:
+        rows = self._views.query(
+            "SELECT case_id, programme, site, stage, lead_agency, coach, next_due_at, "
+            f"last_activity_at FROM view_caseload WHERE agency = {self._p} "
+            "ORDER BY last_activity_at DESC, case_id",
+            (agency,),
+        )
+        return {"items": rows}
+
+    def case_doc(self, case_id: str) -> dict[str, Any]:
+        rows = self._views.query(
+            f"SELECT doc FROM view_case_docs WHERE case_id = {self._p}", (case_id,)
+        )
+        if not rows:
+            raise CaseNotFound(f"case {case_id} does not exist")
+        return json.loads(rows[0]["doc"])
+
+    def case_for(self, case_id: str, agency: str, now: datetime) -> dict[str, Any]:
+        return case_view(self.case_doc(case_id), agency, now)
+
+    def audit_trail(self, case_id: str) -> list[dict[str, Any]]:
+        return self._views.query(
+            "SELECT position, type, agency, actor, occurred_at, recorded_at, legal_basis, hash "
+            f"FROM view_audit WHERE case_id = {self._p} ORDER BY position",
+            (case_id,),
+        )
+
+    def dashboard(self, now: datetime) -> dict[str, Any]:
+        rows = self._views.query("SELECT doc FROM view_dashboard WHERE name = 'totals'")
+        state = json.loads(rows[0]["doc"]) if rows else empty_state()
+        offers = self._views.query("SELECT agency, programme, site, due_at FROM view_inbox")
+        return dashboard_figures(state, offers, now, self._capacity)
