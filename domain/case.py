@@ -967,6 +967,32 @@ class Case(Aggregate):
         self.closed_at = occurred_at
         self.last_activity_at = occurred_at
 
+    def record_read(
+        self, act: Act, *, role: str, scope: str, categories: Sequence[str] = ()
+    ) -> None:
+        """A read of this case by an auditor, or of health data by anyone, becomes part
+        of its history (who, which agency, when, what). Allowed on closed cases."""
+        self._case_read(
+            role=role,
+            scope=scope,
+            categories=sorted(set(categories)),
+            agency=act.agency,
+            actor=act.actor,
+            occurred_at=act.occurred_at,
+        )
+
+    @event("CaseRead")
+    def _case_read(
+        self,
+        role: str,
+        scope: str,
+        categories: list[str],
+        agency: str,
+        actor: str,
+        occurred_at: datetime,
+    ) -> None:
+        """A read changes nothing in the case."""
+
     def erase_participant(self, act: Act, *, reason: str, as_auditor: bool = False) -> None:
         """Erasure is allowed on a closed case too: it is what retention ends in."""
         if not as_auditor and act.agency != self.lead_agency:

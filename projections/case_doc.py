@@ -18,6 +18,7 @@ from projections.events import EventRecord
 Doc = dict[str, Any]
 PARTICIPANT_CATEGORIES = {"name": "identity", "birth_date": "identity", "contact": "contact"}
 ERASED = "[erased]"
+PASSIVE = frozenset({"CaseRead"})  # recorded reads: part of the history, not activity
 
 
 def new_case(event: EventRecord) -> Doc:
@@ -296,7 +297,7 @@ def reduce_case(doc: Doc | None, event: EventRecord, *, in_place: bool = False) 
     apply = APPLY.get(event.type)
     if apply is not None:  # events a view does not know (e.g. read audits) change nothing
         apply(result, event)
-    if event.occurred_at is not None:
+    if event.occurred_at is not None and event.type not in PASSIVE:
         result["last_activity_at"] = event.occurred_at
     result["version"] = event.version
     result["position"] = event.position

@@ -8,6 +8,7 @@ Anything else is absent from the view, not blanked by a client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -50,14 +51,33 @@ def visible_categories(doc: Doc, agency: str, at: datetime) -> dict[str, list[st
     }
 
 
+def full_view(doc: Doc) -> dict[str, Any]:
+    """Everything, for auditors (whose reads are recorded)."""
+    return _view(doc, lambda category, source: True)
+
+
 def case_view(doc: Doc, agency: str, at: datetime) -> dict[str, Any]:
     """``agency``'s view of the case at ``at``; full structure, filtered personal data."""
+    return _view(doc, lambda category, source: entitled(doc, agency, category, source, at), agency)
+
+
+def _view(
+    doc: Doc, may_see: Callable[[str, str], bool], agency: str | None = None
+) -> dict[str, Any]:
+    shown: set[str] = set()
+
+    def see(category: str, source: str) -> bool:
+        if may_see(category, source):
+            shown.add(category)
+            return True
+        return False
+
     participant = doc["participant"]
     source = participant["source"]
     fields = {
         key: value
         for key, value in participant["fields"].items()
-        if entitled(doc, agency, PARTICIPANT_CATEGORIES.get(key, "identity"), source, at)
+        if see(PARTICIPANT_CATEGORIES.get(key, "identity"), source)
     }
     plan = doc["plan"]
     employment = doc["employment"]
@@ -97,23 +117,22 @@ def case_view(doc: Doc, agency: str, at: datetime) -> dict[str, Any]:
         "consents": [
             c
             for c in doc["consents"].values()
-            if agency in (c["source_agency"], c["granted_by"]) or agency in c["recipients"]
+            if agency is None
+            or agency in (c["source_agency"], c["granted_by"])
+            or agency in c["recipients"]
         ],
         "appointments": list(doc["appointments"].values()),
         "agreement_signed_at": doc["agreement_signed_at"],
-        "plan": plan
-        if plan is not None and entitled(doc, agency, "plan", plan["agency"], at)
-        else None,
-        "measures": [
-            m for m in doc["measures"].values() if entitled(doc, agency, "plan", m["agency"], at)
-        ],
+        "plan": plan if plan is not None and see("plan", plan["agency"]) else None,
+        "measures": [m for m in doc["measures"].values() if see("plan", m["agency"])],
         "employment": employment
-        if employment is not None
-        and entitled(doc, agency, "employment_history", employment["agency"], at)
+        if employment is not None and see("employment_history", employment["agency"])
         else None,
         "aftercare": doc["aftercare"],
-        "notes": [n for n in doc["notes"] if entitled(doc, agency, n["category"], n["agency"], at)],
+        "notes": [n for n in doc["notes"] if see(n["category"], n["agency"])],
         "opened_at": doc["opened_at"],
         "closed_at": doc["closed_at"],
+        "erased_at": doc["erased_at"],
         "last_activity_at": doc["last_activity_at"],
+        "categories_shown": sorted(shown),
     }

@@ -18,6 +18,16 @@ from projections.case_doc import Doc
 
 SEP = "|"
 OCCUPYING = ("active", "employed", "aftercare")
+OVERDUE_KEYS = (
+    "handover_id",
+    "case_id",
+    "agency",
+    "from_agency",
+    "kind",
+    "programme",
+    "site",
+    "due_at",
+)
 
 
 def empty_state() -> dict[str, Any]:
@@ -125,8 +135,9 @@ def dashboard_figures(
     """``open_offers``: inbox rows (agency, programme, site, due_at). ``capacity``:
     ``{programme: {site: places}}``."""
     capacity = capacity or {}
+    offers = list(open_offers)
     overdue: dict[str, list[int]] = {}
-    for row in open_offers:
+    for row in offers:
         tally = overdue.setdefault(row["agency"], [0, 0])
         tally[0] += 1
         if datetime.fromisoformat(row["due_at"]) < now:
@@ -185,6 +196,14 @@ def dashboard_figures(
             {"agency": agency, "open": counts[0], "overdue": counts[1]}
             for agency, counts in sorted(overdue.items())
         ],
+        "overdue_handovers": sorted(
+            (
+                {k: row.get(k) for k in OVERDUE_KEYS}
+                for row in offers
+                if datetime.fromisoformat(row["due_at"]) < now
+            ),
+            key=lambda r: (datetime.fromisoformat(r["due_at"]), r.get("handover_id") or ""),
+        ),
         "rehab_decisions": [
             {"agency": agency, "met": met, "missed": missed}
             for agency, (met, missed) in sorted(state["rehab_decisions"].items())

@@ -24,7 +24,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.agency import Agency, agency_aggregate_id
-from domain.case import Case
+from domain.case import Act, Case
 from domain.errors import DomainError
 from domain.policy import PolicyBook
 from domain.values import AgencyKind
@@ -201,6 +201,33 @@ class MessageService:
             f"case {message.case_id} kept changing; gave up after "
             f"{self._retries + 1} attempts, send the message again"
         )
+
+    def record_read(
+        self,
+        case_id: UUID,
+        *,
+        agency: str,
+        actor: str,
+        role: str,
+        scope: str,
+        categories: list[str] | None = None,
+    ) -> int | None:
+        """Record that someone read this case; returns the read event's position."""
+        act = Act(agency=agency, actor=actor, occurred_at=datetime.now(UTC))
+        for attempt in range(self._retries + 1):
+            case = self._load(case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            case.record_read(act, role=role, scope=scope, categories=categories or [])
+            try:
+                recordings = self._app.save(case)
+            except IntegrityError:
+                self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter
+                continue
+            self._on_recorded()
+            log.info("case_read_recorded", case_id=str(case_id), role=role, scope=scope)
+            return recordings[-1].notification.id
+        raise ConcurrencyConflict(f"case {case_id} kept changing; the read was not recorded")
 
     def _decide(self, message: Message, *, as_auditor: bool) -> Case:
         for agency_id in sorted(commands.referenced_agencies(message)):

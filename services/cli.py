@@ -129,6 +129,50 @@ def record(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="load the five scenarios and print demo tokens first")
+    ] = False,
+) -> None:
+    """HTTP API and dashboard (views kept current in-process)."""
+    import uvicorn
+
+    from services.api.app import create_app
+
+    with _hub() as hub:
+        if with_demo:
+            _load_demo_and_print_tokens(hub, host, port)
+        hub.views.catch_up()
+        typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
+        uvicorn.run(
+            create_app(hub),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+
+
+def _load_demo_and_print_tokens(hub: Hub, host: str, port: int) -> None:
+    from services.demo import DemoFailed, load_demo
+
+    try:
+        reports = list(load_demo(hub.registry, hub.messages))
+    except DemoFailed as error:
+        raise _fail(error.code, str(error)) from None
+    recorded = sum(r.recorded for r in reports)
+    typer.echo(f"demo: five scenarios loaded ({recorded} new events)")
+    typer.echo("demo tokens (new each start; only their hashes are stored):")
+    for agency_id in ("jc-trier", "kopra-erzgebirge", "drv-rlp"):
+        typer.echo(f"  {agency_id:<18} {hub.tokens.issue_agency_token(agency_id)}")
+    typer.echo(f"  {'auditor':<18} {hub.tokens.issue_auditor_token('Demo-Prüferin')}")
+    typer.echo(f"dashboard: http://{host}:{port}/dashboard  (sign in with a token above)")
+
+
+@app.command()
 def demo() -> None:
     """Load DOMAIN.md's five scenarios (idempotent) and print where to look."""
     from services.demo import DemoFailed, load_demo
@@ -297,6 +341,49 @@ def audit_verify() -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+@app.command()
+def relay() -> None:
+    """Publish every recorded case event to Kafka (hub.events.v1) until SIGTERM/SIGINT."""
+    from services.kafka.relay import Relay
+
+    with _hub() as hub:
+        _require_kafka(hub)
+        _run_until_signal(Relay(hub).run)
+
+
+@app.command()
+def inbox() -> None:
+    """Record agency messages from Kafka (hub.inbox.<agency>) until SIGTERM/SIGINT."""
+    from services.kafka.inbox import Inbox
+
+    with _hub() as hub:
+        _require_kafka(hub)
+        _run_until_signal(Inbox(hub).run)
+
+
+def _require_kafka(hub: Hub) -> None:
+    if not hub.settings.kafka_bootstrap:
+        raise _fail("kafka_not_configured", "set HUB_KAFKA_BOOTSTRAP=host:port to use Kafka")
+
+
+def _run_until_signal(run: Any) -> None:
+    """Run ``run(stop)`` in this thread; SIGTERM and SIGINT set ``stop``."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _redact(url: str) -> str:

@@ -23,6 +23,23 @@ class Settings(BaseSettings):
         "default: SQLite file var/hub.db",
     )
     kafka_bootstrap: str | None = Field(None, description="host:port; Kafka off when unset")
+    kafka_client_id: str = Field("hub", description="prefix of the client ids sent to Kafka")
+    kafka_events_topic: str = Field("hub.events.v1", description="where the relay publishes")
+    kafka_dlq_topic: str = Field("hub.inbox.dlq", description="refused inbox messages")
+    kafka_inbox_group: str = Field("hub-inbox", description="consumer group of the inbox")
+    kafka_events_partitions: int = Field(6, ge=1, description="partitions of a new events topic")
+    kafka_inbox_partitions: int = Field(3, ge=1, description="partitions of new inbox topics")
+    kafka_replication_factor: int = Field(1, ge=1, description="of topics the hub creates")
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session")
+    kafka_timeout_ms: int = Field(10_000, ge=500, description="connect/request/ack timeout")
+    kafka_relay_batch_size: int = Field(500, ge=1, le=10_000, description="events per flush")
+    kafka_relay_poll_interval_s: float = Field(
+        0.05, gt=0, description="how often the relay looks for new events when idle"
+    )
+    kafka_inbox_refresh_s: float = Field(
+        30.0, gt=0, description="how often the inbox re-reads the agency registry"
+    )
+    kafka_retry_max_s: float = Field(30.0, gt=0, description="cap of the retry backoff")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     deadline_policy_file: Path | None = Field(

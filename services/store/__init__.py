@@ -54,6 +54,7 @@ class TokenRecord:
     role: str
     subject: str
     name: str
+    token_hash: str
 
 
 class HubStore(Protocol):

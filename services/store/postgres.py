@@ -90,11 +90,17 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT role, subject, name FROM {} WHERE token_hash=%s").format(self._tokens),
+                SQL("SELECT role, subject, name, token_hash FROM {} WHERE token_hash=%s").format(
+                    self._tokens
+                ),
                 (token_hash,),
             )
             row = curs.fetchone()
-        return None if row is None else TokenRecord(row["role"], row["subject"], row["name"])
+        return (
+            None
+            if row is None
+            else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
+        )
 
     def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
         with self.datastore.transaction(commit=False) as curs:

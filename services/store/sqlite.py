@@ -72,11 +72,15 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT role, subject, name FROM hub_tokens WHERE token_hash=?",
+                "SELECT role, subject, name, token_hash FROM hub_tokens WHERE token_hash=?",
                 (token_hash,),
             )
             row = c.fetchone()
-        return None if row is None else TokenRecord(row["role"], row["subject"], row["name"])
+        return (
+            None
+            if row is None
+            else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
+        )
 
     def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
         with self.datastore.transaction(commit=False) as c:

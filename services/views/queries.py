@@ -57,5 +57,8 @@ class ViewQueries:
     def dashboard(self, now: datetime) -> dict[str, Any]:
         rows = self._views.query("SELECT doc FROM view_dashboard WHERE name = 'totals'")
         state = json.loads(rows[0]["doc"]) if rows else empty_state()
-        offers = self._views.query("SELECT agency, programme, site, due_at FROM view_inbox")
+        offers = self._views.query(
+            "SELECT handover_id, case_id, agency, from_agency, kind, programme, site, due_at "
+            "FROM view_inbox"
+        )
         return dashboard_figures(state, offers, now, self._capacity)

@@ -1,0 +1,139 @@
+"""Who may read what, and the reads themselves (plain values in, plain values out).
+
+Agencies read their own inbox and caseload, a case they are involved in (only
+the data they are entitled to at the moment of reading) and their own part of
+its history. Auditors read everything; each auditor read of a case or history,
+and each read that shows health data, is recorded in the case's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from projections.case_view import case_view, full_view
+from projections.caseload import involved_agencies
+from services.application import HubApplication, MessageService
+from services.errors import NotAllowed
+from services.replay import replay_case
+from services.views.queries import ViewQueries
+from services.views.verify import verify_chain
+
+AUDITOR_AGENCY = "auditor"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str  # "agency" or "auditor"
+    subject: str  # the agency id, or the auditor's name
+    name: str
+
+    @property
+    def is_auditor(self) -> bool:
+        return self.role == "auditor"
+
+
+class ReadService:
+    def __init__(
+        self,
+        app: HubApplication,
+        queries: ViewQueries,
+        messages: MessageService,
+        view_store: Any,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._app = app
+        self._queries = queries
+        self._messages = messages
+        self._view_store = view_store
+        self._clock = clock
+
+    def _own_agency(self, principal: Principal, agency_id: str) -> None:
+        if not principal.is_auditor and principal.subject != agency_id:
+            raise NotAllowed(f"this token may read only agency {principal.subject}'s views")
+
+    def inbox(self, principal: Principal, agency_id: str) -> dict[str, Any]:
+        self._own_agency(principal, agency_id)
+        return self._queries.inbox(agency_id, self._clock())
+
+    def caseload(self, principal: Principal, agency_id: str) -> dict[str, Any]:
+        self._own_agency(principal, agency_id)
+        return self._queries.caseload(agency_id)
+
+    def _record_read(
+        self, principal: Principal, case_id: str, scope: str, categories: list[str]
+    ) -> None:
+        self._messages.record_read(
+            UUID(case_id),
+            agency=AUDITOR_AGENCY if principal.is_auditor else principal.subject,
+            actor=principal.subject if principal.is_auditor else principal.name,
+            role=principal.role,
+            scope=scope,
+            categories=categories,
+        )
+
+    def case(self, principal: Principal, case_id: str) -> dict[str, Any]:
+        doc = self._queries.case_doc(case_id)
+        now = self._clock()
+        if principal.is_auditor:
+            view = full_view(doc)
+            self._record_read(principal, case_id, "case", view["categories_shown"])
+            return view
+        if principal.subject not in involved_agencies(doc):
+            raise NotAllowed(f"agency {principal.subject} is not involved in this case")
+        view = case_view(doc, principal.subject, now)
+        if "health" in view["categories_shown"]:
+            self._record_read(principal, case_id, "case", view["categories_shown"])
+        return view
+
+    def history(
+        self, principal: Principal, case_id: str, as_of: datetime | None = None
+    ) -> dict[str, Any]:
+        doc = self._queries.case_doc(case_id)
+        if not principal.is_auditor and principal.subject not in involved_agencies(doc):
+            raise NotAllowed(f"agency {principal.subject} is not involved in this case")
+        replayed = replay_case(self._app, UUID(case_id), as_of, "recorded")
+        trail = {row["position"]: row for row in self._queries.audit_trail(case_id)}
+        items = []
+        for event in replayed["events"]:
+            audit = trail.get(event["position"], {})
+            item = {
+                "position": event["position"],
+                "type": event["type"],
+                "agency": event["agency"],
+                "actor": event["actor"],
+                "occurred_at": event["occurred_at"],
+                "recorded_at": event["recorded_at"],
+                "legal_basis": audit.get("legal_basis"),
+                "hash": audit.get("hash"),
+                "payload": event["payload"],
+            }
+            if principal.is_auditor or self._concerns(principal.subject, doc, event):
+                items.append(item)
+        if principal.is_auditor:
+            self._record_read(principal, case_id, "history", [])
+        return {"case_id": case_id, "as_of": replayed["as_of"], "items": items}
+
+    @staticmethod
+    def _concerns(agency: str, doc: dict[str, Any], event: dict[str, Any]) -> bool:
+        """An agency's part of a history: what it did, and the handovers it is party to."""
+        if event["agency"] == agency:
+            return True
+        payload = event["payload"]
+        for key in ("handover_id", "new_handover_id"):
+            handover = doc["handovers"].get(payload.get(key) or "")
+            if handover is not None and agency in (handover["from_agency"], handover["to_agency"]):
+                return True
+        return False
+
+    def verify(self, principal: Principal) -> dict[str, Any]:
+        if not principal.is_auditor:
+            raise NotAllowed("only auditors verify the audit trail")
+        result = verify_chain(self._app.recorder, self._view_store)
+        return result.to_dict()
+
+    def dashboard(self, principal: Principal) -> dict[str, Any]:
+        return self._queries.dashboard(self._clock())

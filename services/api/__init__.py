@@ -1,0 +1,1 @@
+"""HTTP entrypoint: parse, call a service, render. See ``services.api.app``."""

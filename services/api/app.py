@@ -1,0 +1,254 @@
+"""The HTTP API of API.md (FastAPI): agencies post messages and read their views,
+auditors read everything, the dashboard page reads ``/v1/dashboard``.
+
+Errors are always ``{"error": {"code", "message", "details"}}``: 401 no or bad
+token, 403 not this caller's, 404 unknown, 409 a rule refused, 413 too large,
+422 malformed. Never a stack trace to a client.
+"""
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import DomainError
+from services.access import Principal, ReadService
+from services.api.metrics import ApiMetrics
+from services.application import hash_token
+from services.bootstrap import Hub
+from services.errors import (
+    AgencyUnknown,
+    CaseNotFound,
+    NotAllowed,
+    ServiceError,
+)
+from services.messages import MAX_MESSAGE_BYTES, MessageInvalid, message_json_schema, parse_message
+
+log = structlog.get_logger("hub.api")
+STATIC = Path(__file__).parent / "static"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+    )
+
+
+def _status_of(error: DomainError | ServiceError) -> int:
+    if isinstance(error, NotAllowed):
+        return 403
+    if isinstance(error, CaseNotFound):
+        return 404
+    if isinstance(error, AgencyUnknown):
+        return 409
+    return 409
+
+
+def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-contained
+    hub: Hub, *, read_your_writes_timeout: float = 2.0, start_views: bool = True
+) -> FastAPI:
+    reads = ReadService(hub.app, hub.queries, hub.messages, hub.view_store)
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_views:
+            hub.views.start()
+        yield
+        hub.views.stop()
+
+    app = FastAPI(
+        title="Handover hub",
+        version="1",
+        description="Agencies record handover messages and read their views; auditors "
+        "read every case's history. Errors: {error: {code, message, details}}.",
+        lifespan=lifespan,
+    )
+
+    # ---- cross-cutting ---------------------------------------------------------
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Any) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 64 or not request_id.isascii():
+            request_id = uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("request_failed", method=request.method)
+            response = _error(500, "internal_error", "the hub failed; the request id names it")
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(elapsed)
+        response.headers["x-request-id"] = request_id
+        log.info(
+            "request",
+            method=request.method,
+            route=path,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 1),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.code, error.message, error.details)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, error: DomainError) -> JSONResponse:
+        return _error(_status_of(error), error.code, error.message, error.details or None)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, error: ServiceError) -> JSONResponse:
+        return _error(_status_of(error), error.code, error.message, error.details or None)
+
+    @app.exception_handler(MessageInvalid)
+    async def message_invalid(_: Request, error: MessageInvalid) -> JSONResponse:
+        status = 413 if error.code == "too_large" else 422
+        return _error(status, error.code, error.message, error.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {"path": ".".join(str(p) for p in e["loc"]), "problem": e["msg"], "kind": e["type"]}
+            for e in error.errors()
+        ]
+        return _error(422, "invalid_request", "the request's parameters are invalid", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail))
+
+    # ---- authentication ----------------------------------------------------------
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        presented = hash_token(token.strip())
+        record = hub.app.store.find_token(presented)
+        # Only hashes are stored and looked up; the final comparison is constant-time.
+        if record is None or not hmac.compare_digest(record.token_hash, presented):
+            raise ApiError(401, "unauthenticated", "the token is not valid")
+        return Principal(role=record.role, subject=record.subject, name=record.name)
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    # ---- messages ------------------------------------------------------------------
+
+    @app.post(
+        "/v1/messages",
+        status_code=201,
+        responses={200: {"description": "duplicate"}, 202: {"description": "views lag"}},
+    )
+    async def post_message(request: Request, caller: Caller) -> JSONResponse:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_MESSAGE_BYTES:
+            raise ApiError(413, "too_large", f"a message is at most {MAX_MESSAGE_BYTES} bytes")
+        body = await request.body()
+        message = parse_message(body)
+        if caller.is_auditor:
+            raise ApiError(403, "forbidden", "auditors read; agencies send messages")
+        if message.agency != caller.subject:
+            raise ApiError(
+                403, "agency_mismatch", f"this token sends only as agency {caller.subject}"
+            )
+        result = await _in_thread(hub.messages.record, message)
+        if result["duplicate"]:
+            return JSONResponse(result, status_code=200)
+        metrics.messages.labels(message.type).inc()
+        caught_up = await _in_thread(
+            hub.views.wait_for, result["position"], read_your_writes_timeout
+        )
+        return JSONResponse(result, status_code=201 if caught_up else 202)
+
+    # ---- reads -----------------------------------------------------------------------
+
+    @app.get("/v1/agencies/{agency_id}/inbox")
+    async def inbox(agency_id: str, caller: Caller) -> dict[str, Any]:
+        return await _in_thread(reads.inbox, caller, agency_id)
+
+    @app.get("/v1/agencies/{agency_id}/cases")
+    async def caseload(agency_id: str, caller: Caller) -> dict[str, Any]:
+        return await _in_thread(reads.caseload, caller, agency_id)
+
+    @app.get("/v1/cases/{case_id}")
+    async def case(case_id: uuid.UUID, caller: Caller) -> dict[str, Any]:
+        return await _in_thread(reads.case, caller, str(case_id))
+
+    @app.get("/v1/cases/{case_id}/history")
+    async def history(
+        case_id: uuid.UUID,
+        caller: Caller,
+        as_of: Annotated[datetime | None, Query(description="ISO 8601 with timezone")] = None,
+    ) -> dict[str, Any]:
+        if as_of is not None and as_of.tzinfo is None:
+            raise ApiError(422, "invalid_request", "as_of needs a timezone")
+        return await _in_thread(reads.history, caller, str(case_id), as_of)
+
+    @app.get("/v1/audit/verify")
+    async def audit_verify(caller: Caller) -> dict[str, Any]:
+        return await _in_thread(reads.verify, caller)
+
+    @app.get("/v1/dashboard")
+    async def dashboard(caller: Caller) -> dict[str, Any]:
+        return await _in_thread(reads.dashboard, caller)
+
+    @app.get("/v1/schema/messages")
+    async def schema() -> dict[str, Any]:
+        return message_json_schema()
+
+    # ---- operations and the page -----------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        head = hub.app.recorder.max_notification_id() or 0
+        for view, position in hub.views.positions().items():
+            metrics.lag.labels(view).set(head - position)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "dashboard.html").read_text(encoding="utf-8"))
+
+    return app
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    """Store calls block; run them in the thread pool, off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(function, *args)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
