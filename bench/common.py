@@ -54,7 +54,8 @@ def store_url(store: str) -> Iterator[str]:
         yield f"{POSTGRES_URL}?schema={schema}"
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            for name in (schema, f"{schema}_keys"):  # events' schema and the keys' own
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def stores() -> list[str]:

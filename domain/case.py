@@ -32,6 +32,7 @@ from domain.values import (
 )
 
 STATUTORY_TASK = "statutory_task"
+PRIORITIES = ("normal", "urgent")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Handover:
     chain_origin_agency: str = ""
     decided_at: datetime | None = None
     completed_at: datetime | None = None
+    priority: str = "normal"
 
     @property
     def is_open(self) -> bool:
@@ -366,9 +368,12 @@ class Case(Aggregate):
         data_categories: Sequence[DataCategory] = (),
         reason: str | None = None,
         due_at: datetime | None = None,
+        priority: str = "normal",
     ) -> None:
         self._check_involved(act)
         _require_timezone(due_at)
+        if priority not in PRIORITIES:
+            raise errors.InvalidValue(f"priority is one of {', '.join(PRIORITIES)}")
         if handover_id in self.handovers:
             raise errors.HandoverExists(f"handover {handover_id} already exists")
         if to_agency == act.agency:
@@ -385,12 +390,34 @@ class Case(Aggregate):
             due_at=due_at or policy.accept_due(kind, act.occurred_at),
             decide_due_at=policy.decide_due(kind, act.occurred_at),
             legal_basis=list(basis),
+            priority=priority,
             agency=act.agency,
             actor=act.actor,
             occurred_at=act.occurred_at,
         )
 
-    @event("HandoverOffered")
+    class HandoverOffered(Aggregate.Event):
+        """Schema v2 added ``priority``; events stored as v1 are read as "normal"."""
+
+        class_version = 2
+        handover_id: UUID
+        kind: str
+        to_agency: str
+        data_categories: list[str]
+        reason: str | None
+        due_at: datetime
+        decide_due_at: datetime | None
+        legal_basis: list[str]
+        priority: str
+        agency: str
+        actor: str
+        occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["priority"] = "normal"
+
+    @event(HandoverOffered)
     def _handover_offered(
         self,
         handover_id: UUID,
@@ -401,6 +428,7 @@ class Case(Aggregate):
         due_at: datetime,
         decide_due_at: datetime | None,
         legal_basis: list[str],
+        priority: str,
         agency: str,
         actor: str,
         occurred_at: datetime,
@@ -417,6 +445,7 @@ class Case(Aggregate):
             legal_basis=tuple(legal_basis),
             reason=reason,
             chain_origin_agency=agency,
+            priority=priority,
         )
         self.last_activity_at = occurred_at
 
@@ -559,6 +588,7 @@ class Case(Aggregate):
             reason=reason,
             forwarded_from=handover_id,
             chain_origin_agency=previous.chain_origin_agency,
+            priority=previous.priority,
         )
         self.last_activity_at = occurred_at
 

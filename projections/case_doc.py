@@ -106,6 +106,7 @@ def _handover(
         "forwarded_from": None,
         "forwarded_to": None,
         "legal_basis": d["legal_basis"],
+        "priority": d.get("priority", "normal"),  # absent in schema v1 events
     }
 
 
@@ -146,6 +147,7 @@ def _handover_forwarded(doc: Doc, e: EventRecord) -> None:
         e, d["new_handover_id"], d["to_agency"], previous["data_categories"], previous["kind"]
     )
     forwarded["forwarded_from"] = d["handover_id"]
+    forwarded["priority"] = previous.get("priority", "normal")
     doc["handovers"][d["new_handover_id"]] = forwarded
 
 

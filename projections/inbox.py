@@ -21,6 +21,7 @@ def inbox_rows(doc: Doc) -> list[dict[str, Any]]:
             "from_agency": h["from_agency"],
             "offered_at": h["offered_at"],
             "due_at": h["due_at"],
+            "priority": h.get("priority", "normal"),
         }
         for h in doc["handovers"].values()
         if h["state"] == "offered" and doc["stage"] != "closed"

@@ -17,6 +17,7 @@ from uuid import UUID
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
 from services.application import HubApplication, MessageService
+from services.crypto import FieldCipher
 from services.errors import NotAllowed
 from services.replay import replay_case
 from services.views.queries import ViewQueries
@@ -43,8 +44,10 @@ class ReadService:
         queries: ViewQueries,
         messages: MessageService,
         view_store: Any,
+        cipher: FieldCipher,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._cipher = cipher
         self._app = app
         self._queries = queries
         self._messages = messages
@@ -81,13 +84,14 @@ class ReadService:
         if principal.is_auditor:
             view = full_view(doc)
             self._record_read(principal, case_id, "case", view["categories_shown"])
-            return view
+            return self._cipher.reveal(view)
         if principal.subject not in involved_agencies(doc):
             raise NotAllowed(f"agency {principal.subject} is not involved in this case")
         view = case_view(doc, principal.subject, now)
         if "health" in view["categories_shown"]:
             self._record_read(principal, case_id, "case", view["categories_shown"])
-        return view
+        # Filtered first, decrypted second: only what the caller may see is opened.
+        return self._cipher.reveal(view)
 
     def history(
         self, principal: Principal, case_id: str, as_of: datetime | None = None
@@ -115,7 +119,11 @@ class ReadService:
                 items.append(item)
         if principal.is_auditor:
             self._record_read(principal, case_id, "history", [])
-        return {"case_id": case_id, "as_of": replayed["as_of"], "items": items}
+        return {
+            "case_id": case_id,
+            "as_of": replayed["as_of"],
+            "items": self._cipher.reveal(items),
+        }
 
     @staticmethod
     def _concerns(agency: str, doc: dict[str, Any], event: dict[str, Any]) -> bool:

@@ -29,12 +29,21 @@ from domain.errors import DomainError
 from domain.policy import PolicyBook
 from domain.values import AgencyKind
 from services import commands
-from services.errors import AgencyExists, AgencyUnknown, CaseNotFound, ConcurrencyConflict
+from services.crypto import FieldCipher, ParticipantErased, case_key_id
+from services.errors import (
+    AgencyExists,
+    AgencyUnknown,
+    CaseNotFound,
+    ConcurrencyConflict,
+    NotAllowed,
+    ParticipantDataErased,
+)
 from services.messages import Message, parse_message
 from services.store import HubStore, Receipt
 
 log = structlog.get_logger("hub.application")
 
+AUDITOR = "auditor"  # the sender id of auditors' messages (only participant.erased)
 AGENCY_REGISTERED_TOPIC = "domain.agency:Agency.AgencyRegistered"
 
 
@@ -74,6 +83,8 @@ class AgencyRegistry:
         return True
 
     def register(self, agency_id: str, kind: AgencyKind, name: str) -> dict[str, str]:
+        if agency_id == AUDITOR:
+            raise AgencyExists(f"{AUDITOR!r} is reserved for auditors")
         agency = Agency.register(agency_id, kind, name, registered_at=datetime.now(UTC))
         try:
             self._app.save(agency)
@@ -141,8 +152,10 @@ class MessageService:
         retries: int = 20,
         sleep: Callable[[float], None] = time.sleep,
         on_recorded: Callable[[], None] = lambda: None,
+        cipher: FieldCipher | None = None,
     ) -> None:
         self._on_recorded = on_recorded
+        self._cipher = cipher
         self._app = app
         self._registry = registry
         self._policy_book = policy_book
@@ -160,20 +173,24 @@ class MessageService:
             message_type=message.type,
             agency=message.agency,
         )
+        if as_auditor and (message.type != "participant.erased" or message.agency != AUDITOR):
+            raise NotAllowed(f"auditors send only participant.erased, with agency {AUDITOR!r}")
+        erasing = message.type == "participant.erased"
+        key_id = case_key_id(str(message.case_id))
+        protected: Message | None = None
         for attempt in range(self._retries + 1):
             try:
-                case = self._decide(message, as_auditor=as_auditor)
-            except DomainError as refusal:
+                case = self._load_for(message, as_auditor=as_auditor)
+                # Encrypted once the case is known to exist, so unknown ids make no keys.
+                protected = protected or self._protect(message)
+                case = self._decide(case, protected, as_auditor=as_auditor)
+            except (DomainError, AgencyUnknown, CaseNotFound, ParticipantErased) as refusal:
                 duplicate = self._duplicate(message)
                 if duplicate is not None:
                     return duplicate
                 bound.info("message_refused", code=refusal.code)
-                raise
-            except (AgencyUnknown, CaseNotFound) as refusal:
-                duplicate = self._duplicate(message)
-                if duplicate is not None:
-                    return duplicate
-                bound.info("message_refused", code=refusal.code)
+                if isinstance(refusal, ParticipantErased):
+                    raise ParticipantDataErased(refusal.args[0]) from None
                 raise
             receipt = Receipt(
                 message_id=message.message_id,
@@ -183,7 +200,10 @@ class MessageService:
                 case_version=case.version,
             )
             try:
-                recordings = self._app.save(case, receipt=receipt)
+                if erasing:  # the key goes in the same transaction as the erasure event
+                    recordings = self._app.save(case, receipt=receipt, destroy_key=key_id)
+                else:
+                    recordings = self._app.save(case, receipt=receipt)
             except IntegrityError:
                 duplicate = self._duplicate(message)
                 if duplicate is not None:
@@ -194,6 +214,9 @@ class MessageService:
             position = recordings[-1].notification.id if recordings else None
             result = {**replace(receipt, position=position).to_result(), "duplicate": False}
             bound.info("message_recorded", position=position)
+            if erasing and self._cipher is not None:
+                self._cipher.forget(key_id)
+                bound.info("participant_key_destroyed")
             self._on_recorded()
             return result
         bound.warning("concurrency_conflict_exhausted", attempts=self._retries + 1)
@@ -201,6 +224,32 @@ class MessageService:
             f"case {message.case_id} kept changing; gave up after "
             f"{self._retries + 1} attempts, send the message again"
         )
+
+    def _protect(self, message: Message) -> Message:
+        """Encrypt personal fields before they reach the domain and the event store."""
+        if self._cipher is None:
+            return message
+        payload = message.payload
+        key_id = case_key_id(str(message.case_id))
+        fields = PERSONAL_FIELDS.get(message.type, ())
+        update: dict[str, Any] = {}
+        for name in fields:
+            value = getattr(payload, name, None)
+            if value is not None:
+                update[name] = self._cipher.encrypt(key_id, str(value))
+        if message.type == "case.opened":
+            participant = payload.participant
+            personal = {
+                name: self._cipher.encrypt(
+                    key_id, value.isoformat() if hasattr(value, "isoformat") else value
+                )
+                for name in ("name", "birth_date", "contact")
+                if (value := getattr(participant, name)) is not None
+            }
+            update["participant"] = participant.model_copy(update=personal)
+        if not update:
+            return message
+        return message.model_copy(update={"payload": payload.model_copy(update=update)})
 
     def record_read(
         self,
@@ -229,16 +278,19 @@ class MessageService:
             return recordings[-1].notification.id
         raise ConcurrencyConflict(f"case {case_id} kept changing; the read was not recorded")
 
-    def _decide(self, message: Message, *, as_auditor: bool) -> Case:
+    def _load_for(self, message: Message, *, as_auditor: bool) -> Case | None:
         for agency_id in sorted(commands.referenced_agencies(message)):
             if as_auditor and agency_id == message.agency:
                 continue
             if not self._registry.exists(agency_id):
                 raise AgencyUnknown(f"agency {agency_id} is not registered", agency=agency_id)
         case = self._load(message.case_id)
+        if case is None and message.type != "case.opened":
+            raise CaseNotFound(f"case {message.case_id} does not exist")
+        return case
+
+    def _decide(self, case: Case | None, message: Message, *, as_auditor: bool) -> Case:
         if case is None:
-            if message.type != "case.opened":
-                raise CaseNotFound(f"case {message.case_id} does not exist")
             return commands.open_case(message)
         commands.apply_to_case(case, message, self._policy_book, as_auditor=as_auditor)
         return case
@@ -262,6 +314,18 @@ class MessageService:
             case_id=str(receipt.case_id),
         )
         return {**receipt.to_result(), "duplicate": True}
+
+
+# Free-text and identifying payload fields, encrypted per participant (issue: privacy).
+PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "note.added": ("text",),
+    "handover.offered": ("reason",),
+    "handover.declined": ("reason",),
+    "handover.withdrawn": ("reason",),
+    "handover.forwarded": ("reason",),
+    "measure.ended": ("result",),
+    "employment.started": ("employer",),
+}
 
 
 def _handover_id(message: Message) -> UUID | None:

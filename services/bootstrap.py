@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import structlog
 from eventsourcing.persistence import IntegrityError, InternalError
 
 from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
+from services.crypto import FieldCipher, load_master_key
 from services.settings import Settings
 from services.store import eventsourcing_env
 from services.views.queries import ViewQueries
 from services.views.runner import ViewRunner
 from services.views.store import PostgresViewStore, SQLiteViewStore
+
+log = structlog.get_logger("hub.bootstrap")
 
 
 class StoreUnavailable(Exception):
@@ -32,6 +36,7 @@ class Hub:
     views: ViewRunner
     queries: ViewQueries
     view_store: Any
+    cipher: FieldCipher
 
     def close(self) -> None:
         self.views.stop()
@@ -48,6 +53,15 @@ def build_hub(settings: Settings | None = None) -> Hub:
         prepare_postgres(url)
     app = _open_application(env)
     registry = AgencyRegistry(app)
+    cipher = FieldCipher(
+        load_master_key(
+            settings.master_key.get_secret_value() if settings.master_key else None,
+            settings.master_key_file,
+            settings.var_dir,
+            say=lambda text: log.warning("master_key_created", detail=text),
+        ),
+        app.store,  # type: ignore[arg-type]
+    )
     view_store = app.factory.tracking_recorder(
         SQLiteViewStore if settings.is_sqlite else PostgresViewStore  # type: ignore[arg-type]
     )
@@ -58,6 +72,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
         settings.policy_book,
         retries=settings.concurrency_retries,
         on_recorded=runner.notify,
+        cipher=cipher,
     )
     return Hub(
         settings=settings,
@@ -68,6 +83,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
         views=runner,
         queries=ViewQueries(view_store, settings.capacity),
         view_store=view_store,
+        cipher=cipher,
     )
 
 

@@ -16,6 +16,7 @@ import typer
 from domain.errors import DomainError
 from domain.values import AgencyKind
 from services.bootstrap import Hub, StoreUnavailable, build_hub
+from services.crypto import CryptoError
 from services.errors import ServiceError
 from services.logging import configure_logging
 from services.settings import Settings
@@ -29,11 +30,13 @@ app = typer.Typer(
 )
 agency_app = typer.Typer(help="The agency registry.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+participant_app = typer.Typer(help="A participant's personal data.", no_args_is_help=True)
 projections_app = typer.Typer(help="Views built from the events.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(agency_app, name="agency")
 app.add_typer(token_app, name="token")
 app.add_typer(projections_app, name="projections")
+app.add_typer(participant_app, name="participant")
 app.add_typer(audit_app, name="audit")
 
 
@@ -48,7 +51,7 @@ def _hub() -> Iterator[Hub]:
     configure_logging(settings.log_level, settings.log_format)
     try:
         hub = build_hub(settings)
-    except StoreUnavailable as error:
+    except (StoreUnavailable, CryptoError) as error:
         raise _fail(error.code, str(error)) from None
     try:
         yield hub
@@ -220,7 +223,7 @@ def replay(
         raise _fail("invalid_value", "--axis is recorded or occurred")
     moment = _parse_moment(as_of) if as_of is not None else None
     with _hub() as hub:
-        result = replay_case(hub.app, case_id, moment, axis)  # type: ignore[arg-type]
+        result = hub.cipher.reveal(replay_case(hub.app, case_id, moment, axis))  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -274,6 +277,38 @@ def schema(
     else:
         output.write_text(text)
         typer.echo(f"wrote {output}")
+
+
+@participant_app.command("erase")
+def participant_erase(
+    case_id: Annotated[UUID, typer.Argument(metavar="CASE_ID")],
+    reason: Annotated[str, typer.Option(help="why (e.g. retention period ended)")],
+    actor: Annotated[str, typer.Option(help="who erases, as recorded")] = "operator",
+) -> None:
+    """Erase a participant's personal data: destroys their key (crypto-shredding)."""
+    from datetime import UTC
+    from uuid import uuid4
+
+    from services.messages import parse_message
+
+    message = parse_message(
+        {
+            "message_id": str(uuid4()),
+            "type": "participant.erased",
+            "agency": "auditor",
+            "case_id": str(case_id),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "actor": actor,
+            "payload": {"reason": reason},
+        }
+    )
+    with _hub() as hub:
+        result = hub.messages.record(message, as_auditor=True)
+        hub.views.catch_up()
+    typer.echo(
+        f"erased the personal data of case {case_id} (event at position {result['position']}); "
+        "its history and audit chain remain"
+    )
 
 
 @projections_app.command("rebuild")

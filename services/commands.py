@@ -7,6 +7,7 @@ the payload. The rules themselves live in ``domain.case``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from domain import errors
@@ -43,6 +44,7 @@ HANDLERS: dict[str, Handler] = {
         data_categories=list(p.data_categories),
         reason=p.reason,
         due_at=p.due_at,
+        priority=p.priority,
     ),
     "handover.accepted": lambda case, act, p, book, auditor: case.accept_handover(
         act, handover_id=p.handover_id
@@ -115,7 +117,12 @@ def open_case(message: Message) -> Case:
         programme=p.programme,
         site=p.site,
         assignment_months=p.assignment_months,
-        participant=p.participant.model_dump(mode="json", exclude_none=True),
+        # Field by field: personal fields may already be ciphertext strings.
+        participant={
+            name: value.isoformat() if isinstance(value, date) else value
+            for name, value in dict(p.participant).items()
+            if value is not None
+        },
     )
 
 

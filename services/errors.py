@@ -28,5 +28,9 @@ class ConcurrencyConflict(ServiceError):
     code = "concurrency_conflict"
 
 
+class ParticipantDataErased(ServiceError):
+    code = "participant_erased"
+
+
 class NotAllowed(ServiceError):
     code = "forbidden"

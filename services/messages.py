@@ -144,6 +144,8 @@ class HandoverOfferedPayload(_Model):
     data_categories: Categories = Field(default_factory=list)
     reason: Text500 | None = None
     due_at: Timestamp | None = None
+    # Added in event schema v2; absent means "normal".
+    priority: Literal["normal", "urgent"] = "normal"
 
 
 class HandoverAcceptedPayload(_Model):

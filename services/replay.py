@@ -85,6 +85,7 @@ def case_to_dict(case: Case) -> dict[str, Any]:
                 "forwarded_from": plain(h.forwarded_from),
                 "forwarded_to": plain(h.forwarded_to),
                 "legal_basis": list(h.legal_basis),
+                "priority": h.priority,
             }
             for h in case.handovers.values()
         ],

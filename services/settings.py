@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.policy import PolicyBook
@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         None, description="JSON file with per-programme deadline overrides"
     )
     concurrency_retries: int = Field(20, ge=0, le=1000)
+    master_key: SecretStr | None = Field(
+        None, description="base64 of 32 bytes; wraps every participant key"
+    )
+    master_key_file: Path | None = Field(
+        None, description="file holding the master key; default var/master.key, made on first run"
+    )
     audit_checkpoint_every: int = Field(
         1000, ge=1, description="store and log the audit chain's head every N events"
     )

@@ -44,7 +44,9 @@ def _drop_schema(schema: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        # The participant keys live in a schema of their own beside the events'.
+        for name in (schema, f"{schema}_keys"):
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,9 +18,13 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import DomainError
@@ -34,10 +38,61 @@ from services.errors import (
     NotAllowed,
     ServiceError,
 )
-from services.messages import MAX_MESSAGE_BYTES, MessageInvalid, message_json_schema, parse_message
+from services.messages import (
+    MAX_MESSAGE_BYTES,
+    MESSAGE_ADAPTER,
+    MessageInvalid,
+    message_json_schema,
+    parse_message,
+)
 
 log = structlog.get_logger("hub.api")
 STATIC = Path(__file__).parent / "static"
+
+
+# ---- what the OpenAPI document promises (schemathesis checks answers against it) ----
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. consent_missing")
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+class MessageResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message_id: str
+    case_id: str
+    type: str
+    position: int
+    handover_id: str | None = None
+    duplicate: bool
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        401: "no or unknown bearer token",
+        403: "not allowed for this caller",
+        404: "unknown case",
+        409: "a rule refused the message (code names the rule)",
+        413: "message larger than 64 KiB",
+        422: "malformed JSON, schema errors or invalid parameters (details name the field)",
+    }
+    return {status: {"model": ErrorBody, "description": words[status]} for status in statuses}
+
+
+READ_ERRORS = _errors(401, 403, 404, 422)
+# Agency ids as the message schema defines them; anything else cannot name an agency.
+AGENCY_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+AgencyPath = Annotated[str, PathParam(pattern=AGENCY_ID_PATTERN, description="an agency id")]
+bearer = HTTPBearer(auto_error=False, description="a token from hub agency add / hub token auditor")
 
 
 class ApiError(Exception):
@@ -65,7 +120,7 @@ def _status_of(error: DomainError | ServiceError) -> int:
 def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-contained
     hub: Hub, *, read_your_writes_timeout: float = 2.0, start_views: bool = True
 ) -> FastAPI:
-    reads = ReadService(hub.app, hub.queries, hub.messages, hub.view_store)
+    reads = ReadService(hub.app, hub.queries, hub.messages, hub.view_store, hub.cipher)
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -145,7 +200,11 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
 
     # ---- authentication ----------------------------------------------------------
 
-    def principal(request: Request) -> Principal:
+    def principal(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        # ``bearer`` only documents the scheme in OpenAPI; the header is read here.
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -164,16 +223,30 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
     @app.post(
         "/v1/messages",
         status_code=201,
-        responses={200: {"description": "duplicate"}, 202: {"description": "views lag"}},
+        response_model=MessageResult,
+        responses={
+            200: {"model": MessageResult, "description": "duplicate: the first result"},
+            202: {"model": MessageResult, "description": "recorded; the views still lag"},
+            **_errors(401, 403, 404, 409, 413, 422),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Message"}}
+                },
+            }
+        },
     )
     async def post_message(request: Request, caller: Caller) -> JSONResponse:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_MESSAGE_BYTES:
             raise ApiError(413, "too_large", f"a message is at most {MAX_MESSAGE_BYTES} bytes")
-        body = await request.body()
+        body = await _read_limited(request, MAX_MESSAGE_BYTES)
         message = parse_message(body)
         if caller.is_auditor:
-            raise ApiError(403, "forbidden", "auditors read; agencies send messages")
+            result = await _in_thread(_record_as_auditor, hub, message)
+            return JSONResponse(result, status_code=200 if result["duplicate"] else 201)
         if message.agency != caller.subject:
             raise ApiError(
                 403, "agency_mismatch", f"this token sends only as agency {caller.subject}"
@@ -189,19 +262,19 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
 
     # ---- reads -----------------------------------------------------------------------
 
-    @app.get("/v1/agencies/{agency_id}/inbox")
-    async def inbox(agency_id: str, caller: Caller) -> dict[str, Any]:
+    @app.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS)
+    async def inbox(agency_id: AgencyPath, caller: Caller) -> dict[str, Any]:
         return await _in_thread(reads.inbox, caller, agency_id)
 
-    @app.get("/v1/agencies/{agency_id}/cases")
-    async def caseload(agency_id: str, caller: Caller) -> dict[str, Any]:
+    @app.get("/v1/agencies/{agency_id}/cases", responses=READ_ERRORS)
+    async def caseload(agency_id: AgencyPath, caller: Caller) -> dict[str, Any]:
         return await _in_thread(reads.caseload, caller, agency_id)
 
-    @app.get("/v1/cases/{case_id}")
+    @app.get("/v1/cases/{case_id}", responses=READ_ERRORS)
     async def case(case_id: uuid.UUID, caller: Caller) -> dict[str, Any]:
         return await _in_thread(reads.case, caller, str(case_id))
 
-    @app.get("/v1/cases/{case_id}/history")
+    @app.get("/v1/cases/{case_id}/history", responses=READ_ERRORS)
     async def history(
         case_id: uuid.UUID,
         caller: Caller,
@@ -211,11 +284,11 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
             raise ApiError(422, "invalid_request", "as_of needs a timezone")
         return await _in_thread(reads.history, caller, str(case_id), as_of)
 
-    @app.get("/v1/audit/verify")
+    @app.get("/v1/audit/verify", responses=_errors(401, 403))
     async def audit_verify(caller: Caller) -> dict[str, Any]:
         return await _in_thread(reads.verify, caller)
 
-    @app.get("/v1/dashboard")
+    @app.get("/v1/dashboard", responses=_errors(401))
     async def dashboard(caller: Caller) -> dict[str, Any]:
         return await _in_thread(reads.dashboard, caller)
 
@@ -229,7 +302,11 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         head = hub.app.recorder.max_notification_id() or 0
         for view, position in hub.views.positions().items():
@@ -240,7 +317,41 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
     async def dashboard_page() -> HTMLResponse:
         return HTMLResponse((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            # The message body is read raw (size limit, our own error answers), so its
+            # schema is added by hand: the same JSON Schema as /v1/schema/messages.
+            messages = MESSAGE_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(messages.pop("$defs", {}))
+            components["Message"] = messages
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it grows past ``limit`` (chunked uploads
+    carry no Content-Length, so the header check alone does not bound memory)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"a message is at most {limit} bytes")
+    return bytes(body)
+
+
+def _record_as_auditor(hub: Hub, message: Any) -> dict[str, Any]:
+    """Auditors send only ``participant.erased`` (agency "auditor"); the service checks."""
+    return hub.messages.record(message, as_auditor=True)
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:

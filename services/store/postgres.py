@@ -22,6 +22,28 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         self._receipts = SQL("{}.hub_receipts").format(schema)
         self._tokens = SQL("{}.hub_tokens").format(schema)
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        # Participant keys live in their own schema, apart from the events.
+        keys_schema = (
+            "hub_keys" if self.datastore.schema == "public" else f"{self.datastore.schema}_keys"
+        )
+        self.keys_schema = keys_schema
+        self._keys = SQL("{}.hub_keys").format(Identifier(keys_schema))
+        self._key_check = SQL("{}.hub_key_check").format(Identifier(keys_schema))
+        self.sql_create_statements.append(
+            SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(keys_schema))
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (key_id text PRIMARY KEY, wrapped bytea, "
+                "created_at timestamptz DEFAULT now(), destroyed_at timestamptz)"
+            ).format(self._keys)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), "
+                "value bytea NOT NULL)"
+            ).format(self._key_check)
+        )
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -43,6 +65,9 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         # Runs in the same pipelined transaction as the events' insert; a repeated
         # message_id surfaces as an IntegrityError at the library's sync.
         super()._insert_events(curs, stored_events, **kwargs)
+        destroy: str | None = kwargs.get("destroy_key")
+        if destroy is not None:
+            self._destroy_key(curs, destroy)
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             curs.execute(
@@ -54,6 +79,55 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
                     receipt.handover_id,
                     receipt.case_version,
                 ),
+            )
+
+    # ---- participant keys (services.crypto.KeyTable) ----------------------------
+
+    def _destroy_key(self, curs: Cursor[DictRow], key_id: str) -> None:
+        curs.execute(
+            SQL(
+                "INSERT INTO {} (key_id, wrapped, destroyed_at) VALUES (%s, NULL, now()) "
+                "ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, destroyed_at = now()"
+            ).format(self._keys),
+            (key_id,),
+        )
+
+    def destroy_key(self, key_id: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._destroy_key(curs, key_id)
+
+    def load_key(self, key_id: str) -> tuple[bytes | None, bool] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT wrapped, destroyed_at FROM {} WHERE key_id=%s").format(self._keys),
+                (key_id,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        wrapped = None if row["wrapped"] is None else bytes(row["wrapped"])
+        return wrapped, row["destroyed_at"] is not None
+
+    def insert_key(self, key_id: str, wrapped: bytes) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (key_id, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                ).format(self._keys),
+                (key_id, wrapped),
+            )
+
+    def load_check(self) -> bytes | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT value FROM {} WHERE id = 1").format(self._key_check))
+            row = curs.fetchone()
+        return None if row is None else bytes(row["value"])
+
+    def insert_check(self, value: bytes) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {} VALUES (1, %s) ON CONFLICT DO NOTHING").format(self._key_check),
+                (value,),
             )
 
     def find_receipt(self, message_id: UUID) -> Receipt | None:

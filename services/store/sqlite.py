@@ -22,12 +22,20 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS hub_tokens ("
             "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
             "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)",
+            # Participant keys, wrapped by the master key; NULL once destroyed.
+            "CREATE TABLE IF NOT EXISTS hub_keys (key_id TEXT PRIMARY KEY, wrapped BLOB, "
+            "created_at TEXT DEFAULT CURRENT_TIMESTAMP, destroyed_at TEXT)",
+            "CREATE TABLE IF NOT EXISTS hub_key_check (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "value BLOB NOT NULL)",
         ]
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
+        destroy: str | None = kwargs.get("destroy_key")
+        if destroy is not None:
+            self._destroy_key(c, destroy)
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             c.execute(
@@ -41,6 +49,49 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
                 ),
             )
         return positions
+
+    # ---- participant keys (services.crypto.KeyTable) ----------------------------
+
+    @staticmethod
+    def _destroy_key(c: SQLiteCursor, key_id: str) -> None:
+        c.execute(
+            "INSERT INTO hub_keys (key_id, wrapped, destroyed_at) VALUES (?, NULL, "
+            "CURRENT_TIMESTAMP) ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, "
+            "destroyed_at = CURRENT_TIMESTAMP",
+            (key_id,),
+        )
+
+    def destroy_key(self, key_id: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._destroy_key(c, key_id)
+
+    def load_key(self, key_id: str) -> tuple[bytes | None, bool] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT wrapped, destroyed_at FROM hub_keys WHERE key_id=?", (key_id,))
+            row = c.fetchone()
+        if row is None:
+            return None
+        return (
+            None if row["wrapped"] is None else bytes(row["wrapped"]),
+            row["destroyed_at"] is not None,
+        )
+
+    def insert_key(self, key_id: str, wrapped: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO hub_keys (key_id, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (key_id, wrapped),
+            )
+
+    def load_check(self) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT value FROM hub_key_check WHERE id = 1")
+            row = c.fetchone()
+        return None if row is None else bytes(row["value"])
+
+    def insert_check(self, value: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT INTO hub_key_check VALUES (1, ?) ON CONFLICT DO NOTHING", (value,))
 
     def find_receipt(self, message_id: UUID) -> Receipt | None:
         with self.datastore.transaction(commit=False) as c:

@@ -155,7 +155,7 @@ def test_two_writers_in_threads_lose_nothing(hub: Hub) -> None:
         t.join(timeout=120)
 
     assert failures == []
-    state = replay_case(hub.app, case_id)["state"]
+    state = hub.cipher.reveal(replay_case(hub.app, case_id))["state"]
     assert sorted(n["text"] for n in state["notes"]) == sorted(
         m["payload"]["text"] for b in batches for m in b
     )
@@ -189,6 +189,6 @@ def test_two_writer_processes_lose_nothing(hub: Hub, settings: Settings) -> None
         p.join(timeout=120)
 
     assert [p.exitcode for p in processes] == [0, 0]
-    state = replay_case(hub.app, case_id)["state"]
+    state = hub.cipher.reveal(replay_case(hub.app, case_id))["state"]
     assert len(state["notes"]) == 40
     assert {n["text"] for n in state["notes"]} == {m["payload"]["text"] for b in batches for m in b}

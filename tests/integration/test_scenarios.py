@@ -10,7 +10,7 @@ from services.replay import replay_case
 
 
 def _state(hub: Hub, number: int) -> dict:
-    return replay_case(hub.app, demo_id(f"s{number}/case"))["state"]
+    return hub.cipher.reveal(replay_case(hub.app, demo_id(f"s{number}/case")))["state"]
 
 
 def _handover(state: dict, number: int, name: str) -> dict:
