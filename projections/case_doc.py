@@ -215,7 +215,7 @@ def _assignment_extended(doc: Doc, e: EventRecord) -> None:
 def _employment_started(doc: Doc, e: EventRecord) -> None:
     d = e.data
     doc["employment"] = {
-        "employer": d["employer"],
+        "employer": d.get("employer"),  # withheld from Kafka envelopes
         "kind": d["kind"],
         "start_date": d["start_date"],
         "agency": e.agency,
@@ -237,7 +237,7 @@ def _note_added(doc: Doc, e: EventRecord) -> None:
     doc["notes"].append(
         {
             "category": e.data["category"],
-            "text": e.data["text"],
+            "text": e.data.get("text"),
             "agency": e.agency,
             "at": e.occurred_at,
         }

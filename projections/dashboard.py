@@ -209,3 +209,30 @@ def dashboard_figures(
             for agency, (met, missed) in sorted(state["rehab_decisions"].items())
         ],
     }
+
+
+_COUNTERS = (
+    "cases_by_stage",
+    "handovers_by_state",
+    "assigned",
+    "employed_within_12_months",
+    "places_used",
+)
+_SAMPLES = ("offer_to_accept_hours", "assignment_to_employment_days")
+
+
+def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Totals kept apart (e.g. one per Kafka partition) as one."""
+    merged = empty_state()
+    for state in states:
+        for name in _COUNTERS:
+            for key, count in state[name].items():
+                _bump(merged[name], key, count)
+        for name in _SAMPLES:
+            for key, values in state[name].items():
+                merged[name].setdefault(key, []).extend(values)
+        for agency, (met, missed) in state["rehab_decisions"].items():
+            tally = merged["rehab_decisions"].setdefault(agency, [0, 0])
+            tally[0] += met
+            tally[1] += missed
+    return merged

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     kafka_inbox_refresh_s: float = Field(
         30.0, gt=0, description="how often the inbox re-reads the agency registry"
     )
+    worker_web_port: int = Field(
+        6066, ge=1, le=65535, description="loopback port of the faust worker's web view"
+    )
     kafka_retry_max_s: float = Field(30.0, gt=0, description="cap of the retry backoff")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
