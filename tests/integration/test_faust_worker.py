@@ -19,6 +19,7 @@ from services.demo import load_demo
 from services.kafka import Relay
 from services.settings import Settings
 from tests.kafka_broker import (  # noqa: F401 - fixtures
+    KafkaNames,
     free_port,
     kafka_bootstrap,
     kafka_names,
@@ -41,9 +42,9 @@ def _get(url: str) -> dict | None:
 def test_faust_worker_figures_equal_the_in_process_dashboard(
     hub: Hub,
     settings: Settings,
-    kafka_bootstrap: str,
-    kafka_names,
-    tmp_path: Path,  # noqa: F811
+    kafka_bootstrap: str,  # noqa: F811 - the imported fixture
+    kafka_names: KafkaNames,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
 ) -> None:
     configured = kafka_settings(settings, kafka_bootstrap, kafka_names)
     list(load_demo(hub.registry, hub.messages))
