@@ -167,7 +167,7 @@ def _load_demo_and_print_tokens(hub: Hub, host: str, port: int) -> None:
     except DemoFailed as error:
         raise _fail(error.code, str(error)) from None
     recorded = sum(r.recorded for r in reports)
-    typer.echo(f"demo: five scenarios loaded ({recorded} new events)")
+    typer.echo(f"demo: five scenarios loaded ({recorded} new messages recorded)")
     typer.echo("demo tokens (new each start; only their hashes are stored):")
     for agency_id in ("jc-trier", "kopra-erzgebirge", "drv-rlp"):
         typer.echo(f"  {agency_id:<18} {hub.tokens.issue_agency_token(agency_id)}")
