@@ -233,12 +233,25 @@ def _aftercare_ended(doc: Doc, e: EventRecord) -> None:
     doc["aftercare"]["ended_at"] = e.occurred_at
 
 
+def _note_source(doc: Doc, author: str, category: str) -> str:
+    """Whose data a note is: a coach who knows a category only through a consent
+    (e.g. health from the clinic) writes down that source's data, not its own."""
+    if category == "notes":  # working notes are the author's own
+        return author
+    for c in doc["consents"].values():
+        if c["revoked_at"] is None and category in c["categories"] and author in c["recipients"]:
+            return c["source_agency"]
+    return author
+
+
 def _note_added(doc: Doc, e: EventRecord) -> None:
+    category = e.data["category"]
     doc["notes"].append(
         {
-            "category": e.data["category"],
+            "category": category,
             "text": e.data.get("text"),
             "agency": e.agency,
+            "source": _note_source(doc, e.agency, category),
             "at": e.occurred_at,
         }
     )

@@ -21,7 +21,7 @@ def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) ->
         return True
     for c in doc["consents"].values():
         if (
-            c["revoked_at"] is None
+            (c["revoked_at"] is None or at < datetime.fromisoformat(c["revoked_at"]))
             and category in c["categories"]
             and c["source_agency"] == source
             and agency in c["recipients"]
@@ -129,7 +129,7 @@ def _view(
         if employment is not None and see("employment_history", employment["agency"])
         else None,
         "aftercare": doc["aftercare"],
-        "notes": [n for n in doc["notes"] if see(n["category"], n["agency"])],
+        "notes": [n for n in doc["notes"] if see(n["category"], n.get("source", n["agency"]))],
         "opened_at": doc["opened_at"],
         "closed_at": doc["closed_at"],
         "erased_at": doc["erased_at"],

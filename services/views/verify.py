@@ -33,12 +33,13 @@ def verify_chain(recorder: Any, views: Any, page: int = 5000) -> Verification:
         notifications = [n for n in recorder.select_notifications(start, page) if n.id <= upto]
         if not notifications:
             break
+        # From the requested start, so an entry whose event vanished is seen here.
         trail = {
             row["position"]: row["hash"]
             for row in views.query(
                 f"SELECT position, hash FROM view_audit WHERE position >= {views.P} "
                 f"AND position <= {views.P}",
-                (notifications[0].id, notifications[-1].id),
+                (start, notifications[-1].id),
             )
         }
         for n in notifications:
@@ -65,4 +66,12 @@ def verify_chain(recorder: Any, views: Any, page: int = 5000) -> Verification:
             missing = min(trail)
             return Verification(False, checked, head, missing, "audit entry without stored event")
         start = notifications[-1].id + 1
+    # Entries beyond the last stored event: the newest events were removed.
+    beyond = views.query(
+        f"SELECT MIN(position) AS position FROM view_audit WHERE position >= {views.P}", (start,)
+    )
+    if beyond and beyond[0]["position"] is not None:
+        return Verification(
+            False, checked, head, beyond[0]["position"], "audit entry without stored event"
+        )
     return Verification(True, checked, head)
