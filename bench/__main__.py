@@ -8,7 +8,7 @@ import os
 
 from services.logging import configure_logging
 
-BENCHMARKS = ["append"]
+BENCHMARKS = ["append", "kafka", "http", "rebuild", "query", "replay"]
 
 
 def main() -> None:

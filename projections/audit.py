@@ -21,8 +21,16 @@ STATUTORY_TASK = "statutory_task"
 def canonical(
     position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
 ) -> bytes:
-    header = f"hub-audit-v1\n{position}\n{UUID(str(originator_id))}\n{version}\n{topic}\n"
-    return header.encode() + bytes(state)
+    return _header(position, originator_id, version, topic) + bytes(state)
+
+
+def _header(
+    position: int, originator_id: UUID | str, version: int, topic: str, uid: str | None = None
+) -> bytes:
+    # A UUID prints canonically already; anything else is parsed to be normalised.
+    if uid is None:
+        uid = str(originator_id if type(originator_id) is UUID else UUID(str(originator_id)))
+    return f"hub-audit-v1\n{position}\n{uid}\n{version}\n{topic}\n".encode()
 
 
 def chain_hash(previous: str, encoded: bytes) -> str:
@@ -39,6 +47,40 @@ def legal_basis(record: EventRecord | None) -> str:
     if record.type in ("ConsentGranted", "ConsentRevoked"):
         return f"consent:{record.data['consent_id']}"
     return STATUTORY_TASK
+
+
+def audit_row(
+    previous: bytes,
+    position: int,
+    originator_id: UUID | str,
+    version: int,
+    topic: str,
+    state: bytes,
+    record: EventRecord | None,
+    canonical_id: str | None = None,
+) -> tuple[bytes, tuple[Any, ...]]:
+    """``audit_entry`` for runners: the previous and new hash as raw digests, the entry
+    as a tuple in ``audit_entry``'s key order (the view table's column order).
+    ``canonical_id``: ``str(UUID(originator_id))`` when the caller has it already."""
+    digest = hashlib.sha256(
+        previous + _header(position, originator_id, version, topic, canonical_id) + bytes(state)
+    ).digest()
+    if record is None:
+        return digest, (
+            position, None, topic.rsplit(".", 1)[-1], None, None, None, None,
+            STATUTORY_TASK, digest.hex(),
+        )  # fmt: skip
+    return digest, (
+        position,
+        record.case_id,
+        topic.rsplit(".", 1)[-1],
+        record.agency,
+        record.actor,
+        record.occurred_at,
+        record.recorded_at,
+        legal_basis(record),
+        digest.hex(),
+    )
 
 
 def audit_entry(

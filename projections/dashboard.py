@@ -119,6 +119,104 @@ def dashboard_delta(state: dict[str, Any], before: dict[str, Any] | None, after:
             _bump(state["employed_within_12_months"], _site(after), +1)
 
 
+def dashboard_step(
+    state: dict[str, Any], before: dict[str, Any] | None, after: Doc
+) -> dict[str, Any]:
+    """``dashboard_delta(state, before, after)``, returning ``dashboard_snapshot(after)``
+    (plus what ``_relevant`` saw): a runner keeps it as the case's next ``before``.
+
+    Same totals, same key order. When nothing the delta reads changed (most events:
+    notes, appointments, reads), the counters' -1 and +1 cancel out and are skipped,
+    unless one would drop to zero on the way (and so be re-added at its dict's end)."""
+    relevant = (  # _relevant(after), inline: this runs for every event
+        after["programme"],
+        after["site"],
+        after["stage"],
+        after["assignment_started_at"] is not None,
+        after["employment"] is not None,
+        [
+            (k, h["from_agency"], h["to_agency"], h["kind"], h["state"])
+            for k, h in after["handovers"].items()
+        ],
+    )
+    if before is not None and before.get("relevant") == relevant:
+        old = before["counted"]
+        n = len(old)
+        for name, key in old:
+            if state[name].get(key, 0) <= n:
+                break
+        else:
+            return before
+    counted = list(_counted(after))
+    if before is None:
+        previous: dict[str, str] = {}
+        for name, key in counted:
+            _bump(state[name], key, +1)
+    else:
+        previous = before["handover_states"]
+        old = before["counted"]
+        n = len(old)
+        if old != counted or any(state[name].get(key, 0) <= n for name, key in old):
+            for name, key in old:
+                _bump(state[name], key, -1)
+            for name, key in counted:
+                _bump(state[name], key, +1)
+
+    states: dict[str, str] = {}
+    for handover_id, h in after["handovers"].items():
+        now = states[handover_id] = h["state"]
+        if now == "accepted":
+            if previous.get(handover_id) == "offered":
+                pair = h["from_agency"] + SEP + h["to_agency"]
+                state["offer_to_accept_hours"].setdefault(pair, []).append(
+                    round(_hours(h["offered_at"], h["decided_at"]), 3)
+                )
+        elif (
+            now == "completed"
+            and previous.get(handover_id) == "accepted"
+            and h["decide_due_at"] is not None
+        ):
+            met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
+                h["decide_due_at"]
+            )
+            tally = state["rehab_decisions"].setdefault(h["to_agency"], [0, 0])
+            tally[0 if met else 1] += 1
+
+    started = after["assignment_started_at"]
+    if started is not None and not (before is not None and before["assignment_started"]):
+        _bump(state["assigned"], _site(after), +1)
+    employment = after["employment"]
+    if employment is not None and not (before is not None and before["employed"]) and started:
+        begun = date.fromisoformat(employment["start_date"])
+        days = (begun - datetime.fromisoformat(started).date()).days
+        state["assignment_to_employment_days"].setdefault(_site(after), []).append(days)
+        if days <= 365:
+            _bump(state["employed_within_12_months"], _site(after), +1)
+    return {
+        "counted": counted,
+        "handover_states": states,
+        "assignment_started": started is not None,
+        "employed": employment is not None,
+        "relevant": relevant,
+    }
+
+
+def _relevant(doc: Doc) -> tuple[Any, ...]:
+    """All of a case that ``dashboard_delta`` reads, but for fields it reads only when
+    one of these changes (a handover's times, the employment's start date)."""
+    return (
+        doc["programme"],
+        doc["site"],
+        doc["stage"],
+        doc["assignment_started_at"] is not None,
+        doc["employment"] is not None,
+        [
+            (k, h["from_agency"], h["to_agency"], h["kind"], h["state"])
+            for k, h in doc["handovers"].items()
+        ],
+    )
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if len(ordered) == 1:

@@ -9,6 +9,7 @@ canonical UUID strings.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -30,17 +31,35 @@ class EventRecord:
     data: dict[str, Any]
 
 
+_HEX32 = re.compile("[0-9a-f]{32}")
+
+
 def _unwrap(obj: dict[str, Any]) -> Any:
     kind = obj.get("_type_")
     if kind is None:
         return obj
     data = obj["_data_"]
     if kind == "uuid_hex":
+        if type(data) is str and _HEX32.fullmatch(data):  # what the transcoder writes
+            return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
         return str(UUID(hex=data))
     return data  # datetime_iso and decimal_str are kept as their strings
 
 
 _decoder = json.JSONDecoder(object_hook=_unwrap)
+_scan = _decoder.scan_once
+
+
+def _decode(text: str) -> Any:
+    """``_decoder.decode(text)``, without its whitespace handling for text that has
+    none around it (as the transcoder writes it); anything else takes the full path."""
+    try:
+        data, end = _scan(text, 0)
+    except StopIteration:
+        return _decoder.decode(text)  # raises the same error
+    if end != len(text):
+        return _decoder.decode(text)
+    return data
 
 
 def is_case_event(topic: str) -> bool:
@@ -51,20 +70,19 @@ def decode(
     position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
 ) -> EventRecord:
     """One stored case event to a record (the caller filters by ``is_case_event``)."""
-    data = _decoder.decode(
-        state.decode() if isinstance(state, bytes | bytearray) else bytes(state).decode()
-    )
+    if type(state) is not bytes:
+        state = bytes(state)
+    data = _decode(state.decode())
     recorded_at = data.pop("timestamp")
-    for key in _ENVELOPE_KEYS:
-        data.pop(key, None)
-    return EventRecord(
-        position=position,
-        case_id=str(originator_id),
-        version=version,
-        type=topic[len(CASE_TOPIC_PREFIX) :],
-        agency=data.pop("agency", None),
-        actor=data.pop("actor", None),
-        occurred_at=data.pop("occurred_at", None),
-        recorded_at=recorded_at,
-        data=data,
+    data.pop("originator_topic", None)  # the other envelope key (_ENVELOPE_KEYS)
+    return EventRecord(  # positional: position, case_id, version, type, agency, actor,
+        position,  # occurred_at, recorded_at, data (quicker than by name)
+        str(originator_id),
+        version,
+        topic[len(CASE_TOPIC_PREFIX) :],
+        data.pop("agency", None),
+        data.pop("actor", None),
+        data.pop("occurred_at", None),
+        recorded_at,
+        data,
     )

@@ -44,6 +44,7 @@ from services.store import HubStore, Receipt
 log = structlog.get_logger("hub.application")
 
 AUDITOR = "auditor"  # the sender id of auditors' messages (only participant.erased)
+RESERVED_AGENCY_IDS = frozenset({AUDITOR, "dlq"})  # "dlq": hub.inbox.dlq is no agency's inbox
 AGENCY_REGISTERED_TOPIC = "domain.agency:Agency.AgencyRegistered"
 
 
@@ -83,8 +84,8 @@ class AgencyRegistry:
         return True
 
     def register(self, agency_id: str, kind: AgencyKind, name: str) -> dict[str, str]:
-        if agency_id == AUDITOR:
-            raise AgencyExists(f"{AUDITOR!r} is reserved for auditors")
+        if agency_id in RESERVED_AGENCY_IDS:
+            raise AgencyExists(f"{agency_id!r} is reserved (auditors, the dead-letter topic)")
         agency = Agency.register(agency_id, kind, name, registered_at=datetime.now(UTC))
         try:
             self._app.save(agency)

@@ -148,15 +148,37 @@ def serve(
         if with_demo:
             _load_demo_and_print_tokens(hub, host, port)
         hub.views.catch_up()
+        background = _start_kafka_in_process(hub)
         typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
-        uvicorn.run(
-            create_app(hub),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+        try:
+            uvicorn.run(
+                create_app(hub),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        finally:
+            if background is not None:
+                background.stop()
+
+
+def _start_kafka_in_process(hub: Hub) -> Any:
+    """Relay and inbox as threads of ``hub serve`` (HUB_SERVE_KAFKA=false: run them apart)."""
+    if not hub.settings.kafka_bootstrap or not hub.settings.serve_kafka:
+        return None
+    import signal
+
+    from services.kafka import start_background
+
+    background = start_background(hub)
+    if background is not None:
+        # uvicorn restores these handlers after its graceful shutdown and then
+        # re-raises the signal: it should stop relay and inbox, not end the process.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: background.stop_event.set())
+    return background
 
 
 def _load_demo_and_print_tokens(hub: Hub, host: str, port: int) -> None:
@@ -396,6 +418,21 @@ def inbox() -> None:
     with _hub() as hub:
         _require_kafka(hub)
         _run_until_signal(Inbox(hub).run)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def worker(ctx: typer.Context) -> None:
+    """The faust-streaming dashboard worker on hub.events.v1 (extra args go to faust,
+    e.g. ``hub worker -l info``); figures at http://127.0.0.1:$HUB_WORKER_WEB_PORT/dashboard."""
+    from services.worker import build_worker
+
+    settings = Settings()
+    if not settings.kafka_bootstrap:
+        raise _fail("kafka_not_configured", "set HUB_KAFKA_BOOTSTRAP=host:port to use Kafka")
+    sys.argv = ["hub", "worker", *(ctx.args or ["-l", "info"])]  # faust reads its own argv
+    build_worker(settings).main()
 
 
 def _require_kafka(hub: Hub) -> None:

@@ -498,7 +498,7 @@ def parse_message(raw: bytes | str | dict[str, Any]) -> Message:
     """
     if isinstance(raw, dict):
         try:
-            return MESSAGE_ADAPTER.validate_python(raw)
+            return _without_control_characters(MESSAGE_ADAPTER.validate_python(raw))
         except ValidationError as exc:
             raise _refusal(exc) from None
     if not isinstance(raw, bytes | str):
@@ -512,9 +512,35 @@ def parse_message(raw: bytes | str | dict[str, Any]) -> Message:
             [{"path": "", "problem": f"at most {MAX_MESSAGE_BYTES} bytes", "kind": "too_large"}],
         )
     try:
-        return MESSAGE_ADAPTER.validate_json(raw)
+        return _without_control_characters(MESSAGE_ADAPTER.validate_json(raw))
     except ValidationError as exc:
         raise _refusal(exc) from None
+
+
+_CONTROL = frozenset(chr(c) for c in range(32)) - {"\n", "\r", "\t"}
+
+
+def _without_control_characters(message: Message) -> Message:
+    """NUL and other control characters are refused: PostgreSQL text cannot hold NUL,
+    and no agency field needs them (line breaks and tabs are fine)."""
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            if not _CONTROL.isdisjoint(value):
+                raise MessageInvalid(
+                    "schema_invalid",
+                    "text must not contain control characters",
+                    [{"path": path, "problem": "control character", "kind": "control_char"}],
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}.{index}")
+
+    walk(message.model_dump(), "")
+    return message
 
 
 def message_json_schema() -> dict[str, Any]:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1, description="of topics the hub creates")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session")
     kafka_timeout_ms: int = Field(10_000, ge=500, description="connect/request/ack timeout")
-    kafka_relay_batch_size: int = Field(500, ge=1, le=10_000, description="events per flush")
+    kafka_relay_batch_size: int = Field(1000, ge=1, le=10_000, description="events per read")
     kafka_relay_poll_interval_s: float = Field(
         0.05, gt=0, description="how often the relay looks for new events when idle"
     )
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         6066, ge=1, le=65535, description="loopback port of the faust worker's web view"
     )
     kafka_retry_max_s: float = Field(30.0, gt=0, description="cap of the retry backoff")
+    serve_kafka: bool = Field(
+        True, description="hub serve also runs the relay and inbox when Kafka is configured"
+    )
+    health_file: Path | None = Field(
+        None, description="hub relay / hub inbox touch this file while running (liveness probe)"
+    )
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     deadline_policy_file: Path | None = Field(

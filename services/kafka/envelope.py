@@ -22,6 +22,7 @@ tell an erased field from one that was never sent.
 from __future__ import annotations
 
 import json
+from hashlib import sha1
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -32,6 +33,8 @@ from services.replay import event_to_dict
 SCHEMA_VERSION = 1
 CASE_TOPIC_PREFIX = "domain.case:"
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:hub:event")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 # Keys whose values are personal data wherever they appear in a payload.
 PERSONAL_KEYS = frozenset({"name", "birth_date", "contact", "text", "employer"})
@@ -46,6 +49,16 @@ def is_case_notification(notification: Notification) -> bool:
 def event_id(case_id: UUID | str, version: int) -> UUID:
     """Stable id of one event: the same case and version give the same id."""
     return uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}")
+
+
+def _event_id_text(case_id: str, version: int) -> str:
+    """``str(event_id(case_id, version))`` without building UUID objects (hot path)."""
+    name = _NAMESPACE_BYTES + f"{case_id}:{version}".encode()
+    digest = bytearray(sha1(name, usedforsecurity=False).digest()[:16])  # as uuid5 does
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _redact(value: Any, path: str, withheld: list[str]) -> Any:
@@ -63,8 +76,16 @@ def _redact(value: Any, path: str, withheld: list[str]) -> Any:
     return value
 
 
+def _nested(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and any(isinstance(item, dict | list) for item in value)
+    )
+
+
 def redact_payload(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The payload without personal fields, and the paths that were dropped."""
+    if PERSONAL_KEYS.isdisjoint(payload) and not any(map(_nested, payload.values())):
+        return payload, []  # the common case: flat, no personal keys
     withheld: list[str] = []
     kept = _redact(payload, "", withheld)
     return kept, sorted(set(withheld))
@@ -77,7 +98,7 @@ def build_envelope(event: Any, position: int) -> dict[str, Any]:
     case_id = str(event.originator_id)
     return {
         "schema_version": SCHEMA_VERSION,
-        "event_id": str(event_id(case_id, plain["version"])),
+        "event_id": _event_id_text(case_id, plain["version"]),
         "type": plain["type"],
         "case_id": case_id,
         "position": position,
@@ -92,7 +113,7 @@ def build_envelope(event: Any, position: int) -> dict[str, Any]:
 
 
 def encode(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(envelope).encode("utf-8")
 
 
 def decode(value: bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ writers: SQLite's recorder has no subscription) and for rebuilds.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -17,15 +18,18 @@ from typing import Any
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from projections.audit import GENESIS, audit_entry
+from projections.audit import GENESIS, audit_row
 from projections.case_doc import Doc, reduce_case
 from projections.caseload import caseload_rows
-from projections.dashboard import dashboard_delta, dashboard_snapshot, empty_state
-from projections.events import EventRecord, decode, is_case_event
+from projections.dashboard import dashboard_snapshot, dashboard_step, empty_state
+from projections.events import CASE_TOPIC_PREFIX, EventRecord, decode
 from projections.inbox import inbox_rows
-from services.views.store import GROUPS, ViewWrites, tracking_name
+from services.views.store import GROUPS, ViewWrites, caseload_values, inbox_values, tracking_name
 
 log = structlog.get_logger("hub.views")
+
+MAX_CACHED_DOCS = 200_000  # bound memory on very large rebuilds
+_UNKNOWN: Any = object()
 
 
 class ViewRunner:
@@ -36,10 +40,15 @@ class ViewRunner:
         *,
         page_size: int = 2000,
         checkpoint_every: int = 1000,
+        rebuild_page_size: int = 20_000,
     ) -> None:
         self._recorder = recorder  # the application recorder (notification log)
         self._views = views  # SQLiteViewStore | PostgresViewStore
         self._page_size = page_size
+        # A rebuild reads larger pages: a case changed by several events of one page
+        # is written once, and each page's fixed costs (the dashboard document, the
+        # commit) are spread over more events. Never smaller than ``page_size``.
+        self._rebuild_page_size = max(page_size, rebuild_page_size)
         self._checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -52,6 +61,15 @@ class ViewRunner:
         self._docs: dict[str, Doc] = {}
         self._dashboard: dict[str, Any] | None = None
         self._head: str | None = None
+        # Per cached case: its dashboard snapshot (the next event's ``before``), and the
+        # inbox and caseload rows last committed for it, so unchanged rows are not
+        # written again. Only ever filled from rows this runner committed itself.
+        self._snapshots: dict[str, dict[str, Any] | None] = {}
+        self._inbox_rows: dict[str, list[tuple[Any, ...]]] = {}
+        self._caseload_rows: dict[str, dict[str, tuple[Any, ...]]] = {}
+        # True right after the case tables were emptied by ``rebuild``: a case missing
+        # from the caches then has no document and no rows at all.
+        self._complete = False
 
     # ---- positions -------------------------------------------------------------
 
@@ -79,20 +97,23 @@ class ViewRunner:
 
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Apply everything recorded so far. Returns the number of events applied."""
+        return self._catch_up(progress, self._page_size)
+
+    def _catch_up(self, progress: Callable[[int, int], None] | None, page_size: int) -> int:
         with self._lock:
             applied = 0
             while True:
-                done = self._page()
+                done = self._page(page_size)
                 if done is None:
                     return applied
                 applied += done
                 if progress is not None:
                     progress(applied, self._recorder.max_notification_id() or 0)
 
-    def _page(self) -> int | None:
+    def _page(self, page_size: int | None = None) -> int | None:
         positions = self.positions()
         start = min(positions.values()) + 1
-        notifications = self._recorder.select_notifications(start, self._page_size)
+        notifications = self._recorder.select_notifications(start, page_size or self._page_size)
         if not notifications:
             return None
         writes = ViewWrites()
@@ -114,48 +135,103 @@ class ViewRunner:
         self, notifications: Iterable[Any], positions: dict[str, int], writes: ViewWrites
     ) -> None:
         notifications = list(notifications)
-        case_ids = {str(n.originator_id) for n in notifications if is_case_event(n.topic)}
-        self._load_docs(case_ids - set(self._docs))
+        # Each case event's id as text, once (None for other aggregates' events).
+        case_ids = [
+            str(n.originator_id) if n.topic.startswith(CASE_TOPIC_PREFIX) else None
+            for n in notifications
+        ]
+        docs = self._docs
+        if not self._complete:
+            self._load_docs({c for c in case_ids if c is not None} - docs.keys())
         dashboard = self._load_dashboard() if "dashboard" in positions else None
         head = self._load_head()
-        changed: set[str] = set()
-        for n in notifications:
+        at_cases, at_dashboard, at_audit = (
+            positions["cases"],
+            positions["dashboard"],
+            positions["audit"],
+        )
+        snapshots = self._snapshots
+        audit = writes.audit
+        checkpoint_every = self._checkpoint_every
+        digest = bytes.fromhex(head)
+        changed: dict[str, None] = {}  # insertion-ordered set
+        for n, case_id in zip(notifications, case_ids, strict=True):
+            position = n.id
             record: EventRecord | None = None
-            if is_case_event(n.topic):
-                record = decode(n.id, n.originator_id, n.originator_version, n.topic, n.state)
-                if n.id > positions["cases"]:
-                    before = self._docs.get(record.case_id)
-                    snapshot = dashboard_snapshot(before) if n.id > positions["dashboard"] else None
-                    after = reduce_case(before, record, in_place=True)
-                    self._docs[record.case_id] = after
-                    changed.add(record.case_id)
-                    if n.id > positions["dashboard"] and dashboard is not None:
-                        dashboard_delta(dashboard, snapshot, after)
-            if n.id > positions["audit"]:
-                entry = audit_entry(
-                    head, n.id, n.originator_id, n.originator_version, n.topic, n.state, record
-                )
-                head = entry["hash"]
-                writes.audit.append(entry)
-                if n.id % self._checkpoint_every == 0:
-                    writes.checkpoints.append((n.id, head))
-                    log.info("audit_checkpoint", position=n.id, head_hash=head)
+            if case_id is not None:
+                record = decode(position, case_id, n.originator_version, n.topic, n.state)
+                if position > at_cases:
+                    before = docs.get(case_id)
+                    if position > at_dashboard and dashboard is not None:
+                        snapshot = snapshots.pop(case_id, _UNKNOWN)
+                        if snapshot is _UNKNOWN:
+                            snapshot = dashboard_snapshot(before)
+                        after = reduce_case(before, record, in_place=True)
+                        # dashboard_delta, keeping the snapshot of ``after`` for next time
+                        snapshots[case_id] = dashboard_step(dashboard, snapshot, after)
+                    else:
+                        snapshots.pop(case_id, None)
+                        after = reduce_case(before, record, in_place=True)
+                    docs[case_id] = after
+                    changed[case_id] = None
+            if position > at_audit:
+                digest, row = audit_row(
+                    digest, position, n.originator_id, n.originator_version, n.topic, n.state,
+                    record, case_id,
+                )  # fmt: skip
+                audit.append(row)
+                if position % checkpoint_every == 0:
+                    head = row[-1]
+                    writes.checkpoints.append((position, head))
+                    log.info("audit_checkpoint", position=position, head_hash=head)
         last = notifications[-1].id
         for case_id in changed:
-            doc = self._docs[case_id]
+            doc = docs[case_id]
             writes.case_docs[case_id] = doc
-            writes.inbox[case_id] = inbox_rows(doc)
-            writes.caseload[case_id] = caseload_rows(doc)
-        if last > positions["cases"]:
+            self._diff_rows(case_id, doc, writes)
+        if last > at_cases:
             writes.positions["cases"] = last
-        if last > positions["dashboard"]:
+        if last > at_dashboard:
             writes.dashboard = dashboard
             writes.positions["dashboard"] = last
-        if last > positions["audit"]:
+        if last > at_audit:
             writes.positions["audit"] = last
-            self._head = head
-        if len(self._docs) > 200_000:  # bound memory on very large rebuilds
-            self._docs = {k: self._docs[k] for k in changed}
+            self._head = digest.hex()
+        if len(docs) > MAX_CACHED_DOCS:  # bound memory on very large rebuilds
+            self._docs = {k: docs[k] for k in changed}
+            for cache in (self._snapshots, self._inbox_rows, self._caseload_rows):
+                for k in [k for k in cache if k not in changed]:
+                    del cache[k]
+            self._complete = False
+
+    def _diff_rows(self, case_id: str, doc: Doc, writes: ViewWrites) -> None:
+        """The case's inbox and caseload rows, as writes of what changed since the rows
+        this runner last committed for it (all of them when those are unknown)."""
+        inbox = [inbox_values(r) for r in inbox_rows(doc)]
+        known = self._inbox_rows.get(case_id, _UNKNOWN)
+        if known is _UNKNOWN and self._complete:
+            known = []
+        if known is _UNKNOWN or known != inbox:
+            if known is _UNKNOWN or known:
+                writes.inbox_replace[case_id] = inbox
+            else:
+                writes.inbox_insert.extend(inbox)
+            self._inbox_rows[case_id] = inbox
+
+        caseload = {r["agency"]: caseload_values(r) for r in caseload_rows(doc)}
+        before = self._caseload_rows.get(case_id, _UNKNOWN)
+        if before is _UNKNOWN and self._complete:
+            before = {}
+        if before is _UNKNOWN:
+            writes.caseload_replace[case_id] = list(caseload.values())
+        else:
+            for agency, row in caseload.items():
+                if before.get(agency) != row:
+                    writes.caseload_upsert.append(row)
+            for agency in before:
+                if agency not in caseload:
+                    writes.caseload_delete.append((agency, case_id))
+        self._caseload_rows[case_id] = caseload
 
     def _load_docs(self, case_ids: set[str]) -> None:
         ids = sorted(case_ids)
@@ -168,6 +244,7 @@ class ViewRunner:
             )
             for row in rows:
                 self._docs[row["case_id"]] = json.loads(row["doc"])
+                self._snapshots.pop(row["case_id"], None)
 
     def _load_dashboard(self) -> dict[str, Any]:
         if self._dashboard is None:
@@ -190,9 +267,21 @@ class ViewRunner:
         if "dashboard" in groups and "cases" not in groups:
             groups = ("cases", *groups)  # the dashboard folds case changes
         with self._lock:
-            self._views.reset(groups)
+            self._views.reset(groups, drop_indexes=True)
             self._forget()
-        return self.catch_up(progress)
+            self._complete = "cases" in groups
+        # A rebuild keeps every case document in memory: millions of long-lived, acyclic
+        # objects that the cyclic collector would traverse again and again as they
+        # accumulate. Reference counting frees all the rest; collection resumes after.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._catch_up(progress, self._rebuild_page_size)
+        finally:
+            self._complete = False
+            if collecting:
+                gc.enable()
+            self._views.create_indexes(groups)
 
     # ---- live ------------------------------------------------------------------------
 

@@ -68,7 +68,9 @@ def verify_chain(recorder: Any, views: Any, page: int = 5000) -> Verification:
         start = notifications[-1].id + 1
     # Entries beyond the last stored event: the newest events were removed.
     beyond = views.query(
-        f"SELECT MIN(position) AS position FROM view_audit WHERE position >= {views.P}", (start,)
+        f"SELECT MIN(position) AS position FROM view_audit WHERE position >= {views.P} "
+        f"AND position <= {views.P}",
+        (start, upto),
     )
     if beyond and beyond[0]["position"] is not None:
         return Verification(

@@ -68,7 +68,7 @@ def test_faust_worker_figures_equal_the_in_process_dashboard(
     }
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "services.worker", "worker", "-l", "warn"],
+        [sys.executable, "-m", "services.cli", "worker", "-l", "warn"],
         cwd=ROOT,
         env=env,
         stdout=log,
