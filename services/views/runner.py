@@ -54,10 +54,14 @@ class ViewRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._applied = threading.Condition()
+        self._applied_position = 0  # the lowest view position known applied
         self._forget()
 
     def _forget(self) -> None:
         """Drop every cache; the next page reloads state from the view tables."""
+        # The positions this runner's caches stand at; None: caches are empty.
+        self._cached_at: dict[str, int] | None = None
         self._docs: dict[str, Doc] = {}
         self._dashboard: dict[str, Any] | None = None
         self._head: str | None = None
@@ -80,18 +84,28 @@ class ViewRunner:
         return min(self.positions().values())
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
-        """Read-your-writes: True once every view has applied ``position``."""
+        """Read-your-writes: True once every view has applied ``position``.
+
+        With the live runner started, waiters sleep until its next commit wakes
+        them (another process's runner may also advance the views: the tables are
+        read again at least every 50 ms)."""
         deadline = time.monotonic() + timeout
+        if self._applied_position >= position:
+            return True
         self.notify()
         while True:
             if self.position() >= position:
                 return True
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
             if self._thread is None:
                 self.catch_up()
-            else:
-                time.sleep(0.005)
+                continue
+            with self._applied:
+                self._applied.wait_for(
+                    lambda: self._applied_position >= position, timeout=min(remaining, 0.05)
+                )
 
     # ---- processing --------------------------------------------------------------
 
@@ -112,6 +126,10 @@ class ViewRunner:
 
     def _page(self, page_size: int | None = None) -> int | None:
         positions = self.positions()
+        if self._cached_at is not None and self._cached_at != positions:
+            # Another runner (another process) moved the views on: our caches are stale.
+            log.info("views_advanced_elsewhere", positions=positions)
+            self._forget()
         start = min(positions.values()) + 1
         notifications = self._recorder.select_notifications(start, page_size or self._page_size)
         if not notifications:
@@ -120,6 +138,8 @@ class ViewRunner:
         try:
             self._apply(notifications, positions, writes)
             self._views.commit(writes)
+            self._cached_at = {**positions, **writes.positions}
+            self._announce(min(self._cached_at.values()))
         except IntegrityError:
             # Another runner advanced the same views first: its rows stand, ours are
             # dropped whole with the transaction; start again from the tables.
@@ -130,6 +150,12 @@ class ViewRunner:
             self._forget()
             raise
         return len(notifications)
+
+    def _announce(self, position: int) -> None:
+        with self._applied:
+            if position > self._applied_position:
+                self._applied_position = position
+                self._applied.notify_all()
 
     def _apply(
         self, notifications: Iterable[Any], positions: dict[str, int], writes: ViewWrites
@@ -269,6 +295,8 @@ class ViewRunner:
         with self._lock:
             self._views.reset(groups, drop_indexes=True)
             self._forget()
+            with self._applied:
+                self._applied_position = 0
             self._complete = "cases" in groups
         # A rebuild keeps every case document in memory: millions of long-lived, acyclic
         # objects that the cyclic collector would traverse again and again as they

@@ -323,12 +323,6 @@ def test_the_live_runner_follows_this_and_other_processes(hub: Hub, settings: Se
     assert verify_chain(hub.app.recorder, hub.view_store).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: services/views/runner.py:112 (_page) keeps its cached docs, dashboard and "
-    "audit head after another runner (e.g. `hub audit verify` in another process) advanced "
-    "the views, so it chains hashes on a stale head and folds into stale documents",
-)
 def test_a_runner_continues_correctly_after_another_process_advanced_the_views(
     hub: Hub, settings: Settings
 ) -> None:
