@@ -9,6 +9,7 @@ plain library, in the same run and on the same kind of store.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -17,11 +18,13 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench.common import Row, report, store_url, stores
+from services.application import MessageService
 from services.bootstrap import build_hub
 from services.settings import Settings
 from services.store import eventsourcing_env
 
 TARGET_RATIO = 0.7
+CRYPTO_TARGET = 0.8
 JC, COACH = "jc-bench", "coach-bench"
 
 
@@ -112,8 +115,18 @@ class Counter(Aggregate):
         self.count += 1
 
 
-def run_hub(url: str, cases: list[list[bytes]]) -> float:
-    hub = build_hub(Settings(database_url=url))
+def run_hub(url: str, cases: list[list[bytes]], *, encrypt: bool = True) -> float:
+    with tempfile.TemporaryDirectory(prefix="hub-bench-var-") as var:
+        return _run_hub(url, cases, encrypt=encrypt, var=var)
+
+
+def _run_hub(url: str, cases: list[list[bytes]], *, encrypt: bool, var: str) -> float:
+    hub = build_hub(Settings(database_url=url, var_dir=var))
+    if not encrypt:
+        # Only for this comparison: the composition root always encrypts.
+        hub.messages = MessageService(
+            hub.app, hub.registry, hub.settings.policy_book, on_recorded=hub.views.notify
+        )
     try:
         hub.registry.register(JC, "jobcenter", "Bench Jobcenter")
         hub.registry.register(COACH, "coaching_provider", "Bench Coaching")
@@ -159,6 +172,10 @@ def run(*, quick: bool) -> None:
             baseline = run_baseline(url, n_cases, per_case)
         with store_url(store) as url:
             hub_rate = run_hub(url, cases)
+        with store_url(store) as url:
+            plain_rate = run_hub(
+                url, [case_messages(uuid4()) for _ in range(n_cases)], encrypt=False
+            )
         ratio = hub_rate / baseline
         rows.append(
             Row(
@@ -170,6 +187,19 @@ def run(*, quick: bool) -> None:
                 ratio=ratio,
                 target=f">= {TARGET_RATIO} x baseline",
                 meets=ratio >= TARGET_RATIO,
+            )
+        )
+        crypto_ratio = hub_rate / plain_rate
+        rows.append(
+            Row(
+                case="append, encryption on vs off",
+                store=store,
+                value=hub_rate,
+                unit="msg/s",
+                baseline=plain_rate,
+                ratio=crypto_ratio,
+                target=f">= {CRYPTO_TARGET} x unencrypted",
+                meets=crypto_ratio >= CRYPTO_TARGET,
             )
         )
     report("append", rows, quick=quick)
