@@ -62,9 +62,11 @@ class ReadService:
         self._own_agency(principal, agency_id)
         return self._queries.inbox(agency_id, self._clock())
 
-    def caseload(self, principal: Principal, agency_id: str) -> dict[str, Any]:
+    def caseload(
+        self, principal: Principal, agency_id: str, limit: int = 200, after: str | None = None
+    ) -> dict[str, Any]:
         self._own_agency(principal, agency_id)
-        return self._queries.caseload(agency_id)
+        return self._queries.caseload(agency_id, limit=limit, after=after)
 
     def _record_read(
         self, principal: Principal, case_id: str, scope: str, categories: list[str]

@@ -263,8 +263,17 @@ def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-cont
         return await _in_thread(reads.inbox, caller, agency_id)
 
     @app.get("/v1/agencies/{agency_id}/cases", responses=READ_ERRORS)
-    async def caseload(agency_id: AgencyPath, caller: Caller) -> dict[str, Any]:
-        return await _in_thread(reads.caseload, caller, agency_id)
+    async def caseload(
+        agency_id: AgencyPath,
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 200,
+        after: Annotated[
+            uuid.UUID | None, Query(description="the `next` of the previous page")
+        ] = None,
+    ) -> dict[str, Any]:
+        return await _in_thread(
+            reads.caseload, caller, agency_id, limit, str(after) if after else None
+        )
 
     @app.get("/v1/cases/{case_id}", responses=READ_ERRORS)
     async def case(case_id: uuid.UUID, caller: Caller) -> dict[str, Any]:

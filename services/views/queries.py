@@ -27,14 +27,20 @@ class ViewQueries:
         )
         return {"items": [with_overdue(row, now) for row in rows]}
 
-    def caseload(self, agency: str) -> dict[str, Any]:
+    def caseload(
+        self, agency: str, *, limit: int = 200, after: str | None = None
+    ) -> dict[str, Any]:
+        """One page, in case id order (keyset on the primary key, so every page costs
+        the same however large the caseload); ``next`` is the ``after`` of the next page."""
         rows = self._views.query(
             "SELECT case_id, programme, site, stage, lead_agency, coach, next_due_at, "
             f"last_activity_at FROM view_caseload WHERE agency = {self._p} "
-            "ORDER BY last_activity_at DESC, case_id",
-            (agency,),
+            f"AND case_id > {self._p} ORDER BY case_id LIMIT {self._p}",
+            (agency, after or "", limit + 1),
         )
-        return {"items": rows}
+        more = len(rows) > limit
+        items = rows[:limit]
+        return {"items": items, "next": items[-1]["case_id"] if more else None}
 
     def case_doc(self, case_id: str) -> dict[str, Any]:
         rows = self._views.query(

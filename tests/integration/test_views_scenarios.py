@@ -112,10 +112,11 @@ def test_scenario_1_inbox_and_caseload_follow_the_handovers(hub: Hub) -> None:
         "last_activity_at": "2026-02-02T09:00:00+01:00",
     }
     assert hub.queries.caseload("jc-oder-spree") == {
-        "items": [{**row, "next_due_at": "2026-02-09T09:00:00+01:00"}]
+        "items": [{**row, "next_due_at": "2026-02-09T09:00:00+01:00"}],
+        "next": None,
     }
-    assert hub.queries.caseload("klinik-oder-spree") == {"items": [{**row, "next_due_at": None}]}
-    assert hub.queries.caseload("hwk-ffo") == {"items": []}
+    assert hub.queries.caseload("klinik-oder-spree")["items"] == [{**row, "next_due_at": None}]
+    assert hub.queries.caseload("hwk-ffo") == {"items": [], "next": None}
 
     _play(hub, 1, start=3, stop=4)  # accepted on day 3: the Jobcenter becomes lead
     assert hub.queries.inbox("jc-oder-spree", _at(S1, 8)) == {"items": []}
@@ -154,7 +155,7 @@ def test_scenario_1_inbox_and_caseload_follow_the_handovers(hub: Hub) -> None:
     }
     for agency in ("klinik-oder-spree", "jc-oder-spree", "hwk-ffo"):
         assert hub.queries.inbox(agency, _at(S1, 400)) == {"items": []}
-        assert hub.queries.caseload(agency) == {"items": [final]}
+        assert hub.queries.caseload(agency) == {"items": [final], "next": None}
 
 
 def test_scenario_2_the_drv_inbox_runs_from_its_own_receipt(hub: Hub) -> None:
@@ -213,7 +214,8 @@ def test_scenario_2_the_drv_inbox_runs_from_its_own_receipt(hub: Hub) -> None:
                     "next_due_at": None,
                     "last_activity_at": "2026-03-22T10:00:00+01:00",
                 }
-            ]
+            ],
+            "next": None,
         }
     handovers = _view(hub, case, "drv-rlp", _at(S2, 30))["handovers"]
     assert [(h["handover_id"], h["state"]) for h in handovers] == [
@@ -251,8 +253,8 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
         "next_due_at": None,
         "last_activity_at": "2026-01-20T08:00:00+01:00",
     }
-    assert hub.queries.caseload("coach-trier") == {"items": [expected]}
-    assert hub.queries.caseload("jc-trier") == {"items": [expected]}
+    assert hub.queries.caseload("coach-trier") == {"items": [expected], "next": None}
+    assert hub.queries.caseload("jc-trier") == {"items": [expected], "next": None}
     queries = ViewQueries(hub.view_store, {"Inklusionsinitiative Trier": {"Trier-Ehrang": 150}})
     dashboard = queries.dashboard(_at(S3, 9))
     assert dashboard["places"] == [
@@ -278,7 +280,7 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
         "stage": "closed",
         "last_activity_at": "2027-02-06T08:00:00+01:00",
     }
-    assert hub.queries.caseload("coach-trier") == {"items": [final]}
+    assert hub.queries.caseload("coach-trier") == {"items": [final], "next": None}
     assert queries.dashboard(_at(S3, 400))["places"][0]["used"] == 0  # moved away
     view = _view(hub, case, "coach-trier", _at(S3, 100))
     assert view["participant"] == {
@@ -333,7 +335,7 @@ def test_scenarios_4_and_5_inbox_and_caseload(hub: Hub) -> None:
         "last_activity_at": "2026-05-06T09:00:00+01:00",  # the revocation
     }
     for agency in ("klinik-erzgebirge", "jc-erzgebirge", "kopra-erzgebirge"):
-        assert hub.queries.caseload(agency) == {"items": [expected4]}
+        assert hub.queries.caseload(agency) == {"items": [expected4], "next": None}
         assert hub.queries.inbox(agency, _at(S4, 40)) == {"items": []}
 
     _play(hub, 5, stop=3)
@@ -351,8 +353,8 @@ def test_scenarios_4_and_5_inbox_and_caseload(hub: Hub) -> None:
         "next_due_at": None,
         "last_activity_at": "2026-10-15T09:00:00+01:00",  # the erasure
     }
-    assert hub.queries.caseload("jc-aachen") == {"items": [expected5]}
-    assert hub.queries.caseload("ifd-aachen") == {"items": [expected5]}
+    assert hub.queries.caseload("jc-aachen") == {"items": [expected5], "next": None}
+    assert hub.queries.caseload("ifd-aachen") == {"items": [expected5], "next": None}
     assert hub.queries.inbox("ifd-aachen", _at(S5, 700)) == {"items": []}
 
 
@@ -928,3 +930,15 @@ def test_due_dates_come_from_the_programmes_deadline_policy(
         ]
     finally:
         hub.close()
+
+
+def test_caseload_is_paged_in_case_id_order(hub: Hub) -> None:
+    list(load_demo(hub.registry, hub.messages))
+    hub.views.catch_up()
+    everything = hub.queries.caseload("jc-trier")["items"]
+    assert len(everything) == 2
+    first = hub.queries.caseload("jc-trier", limit=1)
+    assert first["items"] == everything[:1]
+    assert first["next"] == everything[0]["case_id"]
+    second = hub.queries.caseload("jc-trier", limit=1, after=first["next"])
+    assert second == {"items": everything[1:], "next": None}
