@@ -18,6 +18,7 @@ than everything this generator exists to measure.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import random
 from collections.abc import Sequence
@@ -143,7 +144,9 @@ class _CaseWriter:
             raise _HistoryEnds
 
     def act(self, agency: str, actor: str | None = None) -> Act:
-        return Act(agency, actor or f"{agency.split('-')[0]}-user-{self.rng.randrange(12)}", self.t)
+        return Act(
+            agency, actor or f"{agency.split('-', 1)[0]}-user-{self.rng.randrange(12)}", self.t
+        )
 
     # ---- building blocks ----------------------------------------------------------
 
@@ -167,9 +170,12 @@ class _CaseWriter:
         return self.case
 
     def consent(
-        self, agency: str, categories: Sequence[DataCategory], recipients: Sequence[str],
+        self,
+        agency: str,
+        categories: Sequence[DataCategory],
+        recipients: Sequence[str],
         days: float | None = 540,
-    ) -> str:  # fmt: skip
+    ) -> str:
         assert self.case is not None
         consent_id = f"{self.pseudonym}-{len(self.case.consents) + 1}"
         self.case.grant_consent(
@@ -211,7 +217,9 @@ class _CaseWriter:
         assert self.case is not None
         for _ in range(self.rng.randrange(most + 1)):
             self.wait(spacing)
-            self.case.record_read(self.act(agency), role="agency", scope="case", categories=categories)
+            self.case.record_read(
+                self.act(agency), role="agency", scope="case", categories=categories
+            )
 
     def employment_and_aftercare(self, agency: str) -> bool:
         assert self.case is not None
@@ -238,27 +246,37 @@ class _CaseWriter:
 
     # ---- scenario shapes --------------------------------------------------------------
 
-    def coaching(self) -> None:
+    def coaching(self) -> None:  # noqa: PLR0915 - one scenario, step by step
         """Scenario 3: a Jobcenter assigns a participant to a coaching provider."""
         r, rng = self.region, self.rng
         jc, coach = r.jobcenter, rng.choice(r.coaches)
         self.open(jc)
         self.consent(jc, [DataCategory.IDENTITY, DataCategory.CONTACT, DataCategory.PLAN], [coach])
-        assignment = self.offer(jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT])
+        assignment = self.offer(
+            jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT]
+        )
         fate = rng.random()
         if fate < 0.04:
             return  # the offer is never answered: it stays in the inbox, overdue
         assert self.case is not None
         if fate < 0.10:
             self.wait(rng.uniform(1, 6))
-            self.case.decline_handover(self.act(coach), handover_id=assignment, reason=self.seal("keine Kapazität"))
+            self.case.decline_handover(
+                self.act(coach), handover_id=assignment, reason=self.seal("keine Kapazität")
+            )
             coach = r.coaches[1] if coach == r.coaches[0] else r.coaches[0]
             self.wait(1)
-            self.consent(jc, [DataCategory.IDENTITY, DataCategory.CONTACT, DataCategory.PLAN], [coach])
-            assignment = self.offer(jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT])
+            self.consent(
+                jc, [DataCategory.IDENTITY, DataCategory.CONTACT, DataCategory.PLAN], [coach]
+            )
+            assignment = self.offer(
+                jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT]
+            )
         elif fate < 0.13:
             self.wait(rng.uniform(2, 10))
-            self.case.withdraw_handover(self.act(jc), handover_id=assignment, reason=self.seal("Teilnahme abgelehnt"))
+            self.case.withdraw_handover(
+                self.act(jc), handover_id=assignment, reason=self.seal("Teilnahme abgelehnt")
+            )
             self.close_and_maybe_erase(jc, Outcome.DROPPED_OUT)
             return
         self.wait(rng.uniform(0.3, 9))
@@ -273,14 +291,20 @@ class _CaseWriter:
             appointment = self.uuid()
             self.wait(rng.uniform(0.5, 3))
             self.case.schedule_appointment(
-                self.act(coach, coach_user), appointment_id=appointment, kind=kind,
+                self.act(coach, coach_user),
+                appointment_id=appointment,
+                kind=kind,
                 at=self.t + timedelta(days=rng.uniform(2, 8)),
-            )  # fmt: skip
+            )
             self.wait(rng.uniform(2, 8))
             if rng.random() < 0.9:
-                self.case.record_appointment_held(self.act(coach, coach_user), appointment_id=appointment)
+                self.case.record_appointment_held(
+                    self.act(coach, coach_user), appointment_id=appointment
+                )
             else:
-                self.case.record_appointment_missed(self.act(coach, coach_user), appointment_id=appointment)
+                self.case.record_appointment_missed(
+                    self.act(coach, coach_user), appointment_id=appointment
+                )
             if kind is AppointmentKind.INFORMATION:
                 self.wait(rng.uniform(0.5, 4))
                 self.case.sign_agreement(self.act(coach, coach_user))
@@ -293,23 +317,41 @@ class _CaseWriter:
         for _ in range(rng.choice((0, 1, 1))):
             measure = self.uuid()
             self.wait(rng.uniform(5, 40))
-            self.case.start_measure(self.act(coach, coach_user), measure_id=measure, kind=rng.choice(("internship", "qualification")), title="Praktikum")
+            self.case.start_measure(
+                self.act(coach, coach_user),
+                measure_id=measure,
+                kind=rng.choice(("internship", "qualification")),
+                title="Praktikum",
+            )
             self.notes(coach, 1, 10)
             self.wait(rng.uniform(10, 60))
-            self.case.end_measure(self.act(coach, coach_user), measure_id=measure, result=self.seal(rng.choice((None, "erfolgreich", "abgebrochen"))))
+            self.case.end_measure(
+                self.act(coach, coach_user),
+                measure_id=measure,
+                result=self.seal(rng.choice((None, "erfolgreich", "abgebrochen"))),
+            )
         self.notes(coach, 2, 20)
         if rng.random() < 0.2:
             self.wait(rng.uniform(10, 40))
-            self.case.update_plan(self.act(coach, coach_user), goals=["Teilzeitstelle"], modules=["Praktikum"])
+            self.case.update_plan(
+                self.act(coach, coach_user), goals=["Teilzeitstelle"], modules=["Praktikum"]
+            )
         if rng.random() < 0.15:
             self.wait(rng.uniform(100, 300))
-            self.case.extend_assignment(self.act(jc), months=rng.choice((3, 6)), reason="Praktikumsplatz in Aussicht")
+            self.case.extend_assignment(
+                self.act(jc), months=rng.choice((3, 6)), reason="Praktikumsplatz in Aussicht"
+            )
         employed = rng.random() < 0.45 and self.employment_and_aftercare(rng.choice((jc, coach)))
         self.wait(rng.uniform(5, 30))
         self.case.complete_handover(self.act(coach, coach_user), handover_id=assignment)
         self.close_and_maybe_erase(
-            jc, Outcome.EMPLOYED if employed else rng.choice((Outcome.DROPPED_OUT, Outcome.MOVED_AWAY, Outcome.TRAINING, Outcome.OTHER))
-        )  # fmt: skip
+            jc,
+            Outcome.EMPLOYED
+            if employed
+            else rng.choice(
+                (Outcome.DROPPED_OUT, Outcome.MOVED_AWAY, Outcome.TRAINING, Outcome.OTHER)
+            ),
+        )
 
     def discharge(self) -> None:
         """Scenario 1: a clinic discharges a patient into the Jobcenter's care."""
@@ -317,7 +359,9 @@ class _CaseWriter:
         clinic, jc = r.clinic, r.jobcenter
         self.open(clinic)
         self.consent(clinic, [DataCategory.HEALTH, DataCategory.CONTACT], [jc], days=365)
-        discharge = self.offer(clinic, HandoverKind.DISCHARGE, jc, [DataCategory.HEALTH, DataCategory.CONTACT])
+        discharge = self.offer(
+            clinic, HandoverKind.DISCHARGE, jc, [DataCategory.HEALTH, DataCategory.CONTACT]
+        )
         assert self.case is not None
         if rng.random() < 0.04:
             return  # never answered
@@ -329,15 +373,29 @@ class _CaseWriter:
         self.notes(jc, 1, 10)
         if rng.random() < 0.6:
             self.wait(rng.uniform(5, 30))
-            self.consent(jc, [DataCategory.IDENTITY, DataCategory.EMPLOYMENT_HISTORY], [r.chamber], days=400)
-            placement = self.offer(jc, HandoverKind.PLACEMENT_SUPPORT, r.chamber, [DataCategory.IDENTITY, DataCategory.EMPLOYMENT_HISTORY])
+            self.consent(
+                jc, [DataCategory.IDENTITY, DataCategory.EMPLOYMENT_HISTORY], [r.chamber], days=400
+            )
+            placement = self.offer(
+                jc,
+                HandoverKind.PLACEMENT_SUPPORT,
+                r.chamber,
+                [DataCategory.IDENTITY, DataCategory.EMPLOYMENT_HISTORY],
+            )
             self.wait(rng.uniform(1, 14))
             self.case.accept_handover(self.act(r.chamber), handover_id=placement)
             measure = self.uuid()
             self.wait(rng.uniform(5, 30))
-            self.case.start_measure(self.act(r.chamber), measure_id=measure, kind="internship", title="Praktikum Tischlerei")
+            self.case.start_measure(
+                self.act(r.chamber),
+                measure_id=measure,
+                kind="internship",
+                title="Praktikum Tischlerei",
+            )
             self.wait(rng.uniform(14, 60))
-            self.case.end_measure(self.act(r.chamber), measure_id=measure, result=self.seal("Übernahme angeboten"))
+            self.case.end_measure(
+                self.act(r.chamber), measure_id=measure, result=self.seal("Übernahme angeboten")
+            )
             self.wait(rng.uniform(1, 5))
             self.case.complete_handover(self.act(r.chamber), handover_id=placement)
         employed = rng.random() < 0.4 and self.employment_and_aftercare(jc)
@@ -349,16 +407,22 @@ class _CaseWriter:
         jc, aa, drv = r.jobcenter, r.employment_agency, r.rehab
         self.open(jc, categories="short")
         self.consent(jc, [DataCategory.HEALTH, DataCategory.ASSESSMENT], [aa, drv], days=180)
-        first = self.offer(jc, HandoverKind.REHAB_APPLICATION, aa, [DataCategory.HEALTH, DataCategory.ASSESSMENT])
+        first = self.offer(
+            jc, HandoverKind.REHAB_APPLICATION, aa, [DataCategory.HEALTH, DataCategory.ASSESSMENT]
+        )
         assert self.case is not None
         receiver, handover = aa, first
         if rng.random() < 0.5:
             handover = self.uuid()
             self.wait(rng.uniform(2, 13))
             self.case.forward_handover(
-                self.act(aa), POLICY, handover_id=first, new_handover_id=handover,
-                to_agency=drv, reason=self.seal("Zuständigkeit der Rentenversicherung"),
-            )  # fmt: skip
+                self.act(aa),
+                POLICY,
+                handover_id=first,
+                new_handover_id=handover,
+                to_agency=drv,
+                reason=self.seal("Zuständigkeit der Rentenversicherung"),
+            )
             receiver = drv
         if rng.random() < 0.03:
             return  # never answered
@@ -376,13 +440,17 @@ class _CaseWriter:
         clinic, jc, coach = r.clinic, r.jobcenter, rng.choice(r.coaches)
         self.open(clinic)
         self.consent(clinic, [DataCategory.HEALTH, DataCategory.CONTACT], [jc], days=None)
-        discharge = self.offer(clinic, HandoverKind.DISCHARGE, jc, [DataCategory.HEALTH, DataCategory.CONTACT])
+        discharge = self.offer(
+            clinic, HandoverKind.DISCHARGE, jc, [DataCategory.HEALTH, DataCategory.CONTACT]
+        )
         assert self.case is not None
         self.wait(rng.uniform(1, 6))
         self.case.accept_handover(self.act(jc), handover_id=discharge)
         self.wait(rng.uniform(1, 5))
         self.consent(jc, [DataCategory.IDENTITY, DataCategory.CONTACT], [coach], days=None)
-        assignment = self.offer(jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT])
+        assignment = self.offer(
+            jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT]
+        )
         self.wait(rng.uniform(1, 5))
         self.case.accept_handover(self.act(coach), handover_id=assignment)
         self.wait(rng.uniform(0.5, 3))
@@ -399,15 +467,16 @@ class _CaseWriter:
     def run(self) -> Case | None:
         roll = self.rng.random()
         shape = (
-            self.coaching if roll < 0.40
-            else self.discharge if roll < 0.70
-            else self.rehab if roll < 0.95
+            self.coaching
+            if roll < 0.40
+            else self.discharge
+            if roll < 0.70
+            else self.rehab
+            if roll < 0.95
             else self.revoked
-        )  # fmt: skip
-        try:
+        )
+        with contextlib.suppress(_HistoryEnds):
             shape()
-        except _HistoryEnds:
-            pass
         return self.case
 
 
@@ -463,7 +532,7 @@ def generate(
 def _generate(
     mapper: Any, events: int, seed: int, region_count: int | None, events_per_case: float
 ) -> History:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     n_cases = max(1, round(events / events_per_case))
     region_list = regions(region_count or max(1, n_cases // 5000))
     span = (HISTORY_END - HISTORY_START).total_seconds() - 20 * 86400

@@ -70,8 +70,8 @@ def run(*, quick: bool) -> None:
                 queries = hub.queries
                 involved = len(queries.caseload(agency, limit=1_000_000)["items"])
                 measured = {
-                    "inbox": timed(lambda: queries.inbox(agency, NOW), CALLS),
-                    "caseload": timed(lambda: queries.caseload(agency), CALLS),
+                    "inbox": timed(lambda q=queries, a=agency: q.inbox(a, NOW), CALLS),
+                    "caseload": timed(lambda q=queries, a=agency: q.caseload(a), CALLS),
                 }
             finally:
                 hub.close()

@@ -67,9 +67,16 @@ def audit_row(
     ).digest()
     if record is None:
         return digest, (
-            position, None, topic.rsplit(".", 1)[-1], None, None, None, None,
-            STATUTORY_TASK, digest.hex(),
-        )  # fmt: skip
+            position,
+            None,
+            topic.rsplit(".", 1)[-1],
+            None,
+            None,
+            None,
+            None,
+            STATUTORY_TASK,
+            digest.hex(),
+        )
     return digest, (
         position,
         record.case_id,

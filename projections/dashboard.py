@@ -123,11 +123,23 @@ def dashboard_step(
     state: dict[str, Any], before: dict[str, Any] | None, after: Doc
 ) -> dict[str, Any]:
     """``dashboard_delta(state, before, after)``, returning ``dashboard_snapshot(after)``
-    (plus what ``_relevant`` saw): a runner keeps it as the case's next ``before``.
+    (plus what ``_relevant`` saw): a runner keeps it as the case's next ``before``."""
+    snapshot, ops = dashboard_ops(before, after)
+    apply_dashboard_ops(state, ops)
+    return snapshot
 
-    Same totals, same key order. When nothing the delta reads changed (most events:
-    notes, appointments, reads), the counters' -1 and +1 cancel out and are skipped,
-    unless one would drop to zero on the way (and so be re-added at its dict's end)."""
+
+# What ``dashboard_delta`` does to the totals for one event, worked out from the case
+# alone (``dashboard_ops``), to be applied to the totals later, in event order
+# (``apply_dashboard_ops``). A runner works out a page's events case by case, while
+# each case is at hand, and applies them all in order after. ``(same, old, new,
+# changes)``: ``old``/``new`` are the counters before and after, ``changes`` the
+# samples, tallies and counts added, in ``dashboard_delta``'s order.
+DashboardOps = tuple[bool, Any, Any, tuple[tuple[Any, ...], ...]]
+
+
+def dashboard_ops(before: dict[str, Any] | None, after: Doc) -> tuple[dict[str, Any], DashboardOps]:
+    """``(dashboard_snapshot(after) plus what _relevant saw, ops)``."""
     relevant = (  # _relevant(after), inline: this runs for every event
         after["programme"],
         after["site"],
@@ -140,37 +152,20 @@ def dashboard_step(
         ],
     )
     if before is not None and before.get("relevant") == relevant:
-        old = before["counted"]
-        n = len(old)
-        for name, key in old:
-            if state[name].get(key, 0) <= n:
-                break
-        else:
-            return before
+        # Nothing the delta reads changed (most events: notes, appointments, reads):
+        # the counters' -1 and +1 cancel out; no sample, tally or count is added.
+        return before, (True, before["counted"], before["counted"], ())
     counted = list(_counted(after))
-    if before is None:
-        previous: dict[str, str] = {}
-        for name, key in counted:
-            _bump(state[name], key, +1)
-    else:
-        previous = before["handover_states"]
-        old = before["counted"]
-        n = len(old)
-        if old != counted or any(state[name].get(key, 0) <= n for name, key in old):
-            for name, key in old:
-                _bump(state[name], key, -1)
-            for name, key in counted:
-                _bump(state[name], key, +1)
-
+    previous = before["handover_states"] if before is not None else {}
+    changes: list[tuple[Any, ...]] = []
     states: dict[str, str] = {}
     for handover_id, h in after["handovers"].items():
         now = states[handover_id] = h["state"]
         if now == "accepted":
             if previous.get(handover_id) == "offered":
                 pair = h["from_agency"] + SEP + h["to_agency"]
-                state["offer_to_accept_hours"].setdefault(pair, []).append(
-                    round(_hours(h["offered_at"], h["decided_at"]), 3)
-                )
+                hours = round(_hours(h["offered_at"], h["decided_at"]), 3)
+                changes.append(("offer_to_accept_hours", pair, hours))
         elif (
             now == "completed"
             and previous.get(handover_id) == "accepted"
@@ -179,26 +174,55 @@ def dashboard_step(
             met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
                 h["decide_due_at"]
             )
-            tally = state["rehab_decisions"].setdefault(h["to_agency"], [0, 0])
-            tally[0 if met else 1] += 1
-
+            changes.append(("rehab_decisions", h["to_agency"], 0 if met else 1))
     started = after["assignment_started_at"]
     if started is not None and not (before is not None and before["assignment_started"]):
-        _bump(state["assigned"], _site(after), +1)
+        changes.append(("assigned", _site(after), 1))
     employment = after["employment"]
     if employment is not None and not (before is not None and before["employed"]) and started:
         begun = date.fromisoformat(employment["start_date"])
         days = (begun - datetime.fromisoformat(started).date()).days
-        state["assignment_to_employment_days"].setdefault(_site(after), []).append(days)
+        changes.append(("assignment_to_employment_days", _site(after), days))
         if days <= 365:
-            _bump(state["employed_within_12_months"], _site(after), +1)
-    return {
+            changes.append(("employed_within_12_months", _site(after), 1))
+    snapshot = {
         "counted": counted,
         "handover_states": states,
         "assignment_started": started is not None,
         "employed": employment is not None,
         "relevant": relevant,
     }
+    old = before["counted"] if before is not None else ()
+    return snapshot, (False, old, counted, tuple(changes))
+
+
+def apply_dashboard_ops(state: dict[str, Any], ops: DashboardOps) -> None:
+    """Apply ``dashboard_ops``' result: the totals and their keys' order come out as
+    ``dashboard_delta`` leaves them."""
+    same, old, new, changes = ops
+    if same:
+        # Skipped only when no counter would drop to zero on the way (and so be
+        # removed and re-added at the end of its dict): then -1 and +1 change nothing.
+        n = len(old)
+        for name, key in old:
+            if state[name].get(key, 0) <= n:
+                break
+        else:
+            return
+    for name, key in old:
+        _bump(state[name], key, -1)
+    for name, key in new:
+        _bump(state[name], key, +1)
+    for name, key, value in changes:
+        if name in _SAMPLED:
+            state[name].setdefault(key, []).append(value)
+        elif name == "rehab_decisions":
+            state[name].setdefault(key, [0, 0])[value] += 1
+        else:
+            _bump(state[name], key, value)
+
+
+_SAMPLED = ("offer_to_accept_hours", "assignment_to_employment_days")
 
 
 def _relevant(doc: Doc) -> tuple[Any, ...]:

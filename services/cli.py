@@ -420,9 +420,7 @@ def inbox() -> None:
         _run_until_signal(Inbox(hub).run)
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context) -> None:
     """The faust-streaming dashboard worker on hub.events.v1 (extra args go to faust,
     e.g. ``hub worker -l info``); figures at http://127.0.0.1:$HUB_WORKER_WEB_PORT/dashboard."""

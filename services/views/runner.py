@@ -21,10 +21,23 @@ from eventsourcing.persistence import IntegrityError
 from projections.audit import GENESIS, audit_row
 from projections.case_doc import Doc, reduce_case
 from projections.caseload import caseload_rows
-from projections.dashboard import dashboard_snapshot, dashboard_step, empty_state
+from projections.dashboard import (
+    DashboardOps,
+    apply_dashboard_ops,
+    dashboard_ops,
+    dashboard_snapshot,
+    empty_state,
+)
 from projections.events import CASE_TOPIC_PREFIX, EventRecord, decode
 from projections.inbox import inbox_rows
-from services.views.store import GROUPS, ViewWrites, caseload_values, inbox_values, tracking_name
+from services.views.store import (
+    GROUPS,
+    ViewWrites,
+    caseload_values,
+    dump_json,
+    inbox_values,
+    tracking_name,
+)
 
 log = structlog.get_logger("hub.views")
 
@@ -40,7 +53,7 @@ class ViewRunner:
         *,
         page_size: int = 2000,
         checkpoint_every: int = 1000,
-        rebuild_page_size: int = 20_000,
+        rebuild_page_size: int = 100_000,
     ) -> None:
         self._recorder = recorder  # the application recorder (notification log)
         self._views = views  # SQLiteViewStore | PostgresViewStore
@@ -176,45 +189,15 @@ class ViewRunner:
             positions["dashboard"],
             positions["audit"],
         )
-        snapshots = self._snapshots
-        audit = writes.audit
-        checkpoint_every = self._checkpoint_every
-        digest = bytes.fromhex(head)
-        changed: dict[str, None] = {}  # insertion-ordered set
-        for n, case_id in zip(notifications, case_ids, strict=True):
-            position = n.id
-            record: EventRecord | None = None
-            if case_id is not None:
-                record = decode(position, case_id, n.originator_version, n.topic, n.state)
-                if position > at_cases:
-                    before = docs.get(case_id)
-                    if position > at_dashboard and dashboard is not None:
-                        snapshot = snapshots.pop(case_id, _UNKNOWN)
-                        if snapshot is _UNKNOWN:
-                            snapshot = dashboard_snapshot(before)
-                        after = reduce_case(before, record, in_place=True)
-                        # dashboard_delta, keeping the snapshot of ``after`` for next time
-                        snapshots[case_id] = dashboard_step(dashboard, snapshot, after)
-                    else:
-                        snapshots.pop(case_id, None)
-                        after = reduce_case(before, record, in_place=True)
-                    docs[case_id] = after
-                    changed[case_id] = None
-            if position > at_audit:
-                digest, row = audit_row(
-                    digest, position, n.originator_id, n.originator_version, n.topic, n.state,
-                    record, case_id,
-                )  # fmt: skip
-                audit.append(row)
-                if position % checkpoint_every == 0:
-                    head = row[-1]
-                    writes.checkpoints.append((position, head))
-                    log.info("audit_checkpoint", position=position, head_hash=head)
+        changed, digest = self._decode_and_chain(
+            notifications, case_ids, at_cases, at_audit, bytes.fromhex(head), writes
+        )
+        ops = self._fold_cases(changed, at_dashboard if dashboard is not None else None, writes)
+        # 3. In global order again: the dashboard totals (dashboard_delta's effect).
+        if dashboard is not None:
+            for position in sorted(ops):
+                apply_dashboard_ops(dashboard, ops[position])
         last = notifications[-1].id
-        for case_id in changed:
-            doc = docs[case_id]
-            writes.case_docs[case_id] = doc
-            self._diff_rows(case_id, doc, writes)
         if last > at_cases:
             writes.positions["cases"] = last
         if last > at_dashboard:
@@ -229,6 +212,80 @@ class ViewRunner:
                 for k in [k for k in cache if k not in changed]:
                     del cache[k]
             self._complete = False
+
+    def _decode_and_chain(
+        self,
+        notifications: list[Any],
+        case_ids: list[str | None],
+        at_cases: int,
+        at_audit: int,
+        digest: bytes,
+        writes: ViewWrites,
+    ) -> tuple[dict[str, list[EventRecord]], bytes]:
+        """1. In global order: decode each case event, and chain the audit trail.
+        Returns each case's events to fold (in order) and the chain's head."""
+        audit = writes.audit
+        checkpoint_every = self._checkpoint_every
+        changed: dict[str, list[EventRecord]] = {}
+        for n, case_id in zip(notifications, case_ids, strict=True):
+            position = n.id
+            record: EventRecord | None = None
+            if case_id is not None:
+                record = decode(position, case_id, n.originator_version, n.topic, n.state)
+                if position > at_cases:
+                    if case_id in changed:
+                        changed[case_id].append(record)
+                    else:
+                        changed[case_id] = [record]
+            if position > at_audit:
+                digest, row = audit_row(
+                    digest,
+                    position,
+                    n.originator_id,
+                    n.originator_version,
+                    n.topic,
+                    n.state,
+                    record,
+                    case_id,
+                )
+                audit.append(row)
+                if position % checkpoint_every == 0:
+                    head = row[-1]
+                    writes.checkpoints.append((position, head))
+                    log.info("audit_checkpoint", position=position, head_hash=head)
+        return changed, digest
+
+    def _fold_cases(
+        self,
+        changed: dict[str, list[EventRecord]],
+        at_dashboard: int | None,
+        writes: ViewWrites,
+    ) -> dict[int, DashboardOps]:
+        """2. Case by case: fold each case's events of the page into its document and
+        work out what each does to the dashboard (from ``at_dashboard`` on; None: no
+        dashboard), while the case is at hand: a page touches tens of thousands of
+        documents, and visiting each once rather than once per event spares most trips
+        to memory. Then the case's rows and JSON. Returns position -> dashboard ops."""
+        docs, snapshots = self._docs, self._snapshots
+        ops: dict[int, DashboardOps] = {}
+        for case_id, events in changed.items():
+            doc = docs.get(case_id)
+            snapshot = snapshots.pop(case_id, _UNKNOWN)
+            for record in events:
+                if at_dashboard is not None and record.position > at_dashboard:
+                    if snapshot is _UNKNOWN:
+                        snapshot = dashboard_snapshot(doc)
+                    doc = reduce_case(doc, record, in_place=True)
+                    snapshot, ops[record.position] = dashboard_ops(snapshot, doc)
+                else:
+                    snapshot = _UNKNOWN
+                    doc = reduce_case(doc, record, in_place=True)
+            docs[case_id] = doc
+            if snapshot is not _UNKNOWN:
+                snapshots[case_id] = snapshot
+            writes.case_docs[case_id] = dump_json(doc)
+            self._diff_rows(case_id, doc, writes)
+        return ops
 
     def _diff_rows(self, case_id: str, doc: Doc, writes: ViewWrites) -> None:
         """The case's inbox and caseload rows, as writes of what changed since the rows
@@ -250,6 +307,8 @@ class ViewRunner:
             before = {}
         if before is _UNKNOWN:
             writes.caseload_replace[case_id] = list(caseload.values())
+        elif not before:  # the case has no rows yet
+            writes.caseload_insert.extend(caseload.values())
         else:
             for agency, row in caseload.items():
                 if before.get(agency) != row:

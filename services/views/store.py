@@ -19,6 +19,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 GROUPS = ("cases", "dashboard", "audit")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+dump_json = _dumps  # how every view document is stored
 
 
 def tracking_name(group: str) -> str:
@@ -118,10 +119,11 @@ class ViewWrites:
     the runner knows what the table holds, as only the difference."""
 
     positions: dict[str, int] = field(default_factory=dict)
-    case_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    case_docs: dict[str, str] = field(default_factory=dict)  # case -> document (JSON)
     inbox_replace: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     inbox_insert: list[tuple[Any, ...]] = field(default_factory=list)  # case had none
     caseload_replace: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    caseload_insert: list[tuple[Any, ...]] = field(default_factory=list)  # case had none
     caseload_upsert: list[tuple[Any, ...]] = field(default_factory=list)
     caseload_delete: list[tuple[str, str]] = field(default_factory=list)  # (agency, case)
     audit: list[tuple[Any, ...]] = field(default_factory=list)  # projections.audit.audit_row
@@ -174,7 +176,7 @@ class _ViewSQL:
                 c,
                 "view_case_docs",
                 DOC_COLUMNS,
-                [(case_id, _dumps(doc)) for case_id, doc in writes.case_docs.items()],
+                list(writes.case_docs.items()),
             )
         if writes.inbox_replace:
             self.delete_cases(c, "view_inbox", list(writes.inbox_replace))
@@ -192,9 +194,10 @@ class _ViewSQL:
             )
         if writes.caseload_replace:
             self.delete_cases(c, "view_caseload", list(writes.caseload_replace))
-            rows = [r for rows in writes.caseload_replace.values() for r in rows]
-            if rows:
-                self.insert_rows(c, "view_caseload", CASELOAD_COLUMNS, rows)
+        caseload = [r for rows in writes.caseload_replace.values() for r in rows]
+        caseload += writes.caseload_insert
+        if caseload:
+            self.insert_rows(c, "view_caseload", CASELOAD_COLUMNS, caseload)
         if writes.caseload_delete:
             self.delete_caseload_rows(c, writes.caseload_delete)
         if writes.caseload_upsert:
@@ -219,8 +222,8 @@ class _ViewSQL:
             self._insert_tracking(c, Tracking(tracking_name(group), position))
 
     # Row statements, one call per table and batch. SQLite: prepared statements run
-    # row by row in this process, which is as quick as it gets there. PostgreSQL
-    # overrides them with COPY and array statements: one round trip, not one a row.
+    # row by row in this process, as quick as it gets there. PostgreSQL overrides
+    # them with COPY (through a staging table for upserts) and array parameters.
 
     def insert_rows(
         self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
@@ -251,14 +254,6 @@ class _ViewSQL:
             return {
                 "view_caseload_case": "CREATE INDEX IF NOT EXISTS view_caseload_case "
                 "ON view_caseload (case_id)",
-                # An agency's caseload in the order it is read, with every column it
-                # shows: no sort and no table lookups for an agency in 10,000 cases.
-                "view_caseload_agency": "CREATE INDEX IF NOT EXISTS view_caseload_agency "
-                "ON view_caseload "
-                + self.covering(
-                    "agency, last_activity_at DESC, case_id",
-                    "programme, site, stage, lead_agency, coach, next_due_at",
-                ),
             }
         if group == "audit":
             return {
@@ -266,9 +261,6 @@ class _ViewSQL:
                 "ON view_audit (case_id, position)"
             }
         return {}
-
-    def covering(self, key: str, extra: str) -> str:
-        return f"({key}, {extra})"
 
     def drop_index_statements(self, group: str) -> list[str]:
         return [f"DROP INDEX IF EXISTS {name}" for name in self.bulk_indexes(group)]
@@ -309,7 +301,7 @@ class SQLiteViewStore(_ViewSQL, SQLiteTrackingRecorder):
             raw = conn._sqlite_conn
             level = raw.execute("PRAGMA synchronous").fetchone()[0]
             relax = level > 1 and self.datastore.pool.is_journal_mode_wal
-            raw.execute("PRAGMA cache_size=-262144")
+            raw.execute("PRAGMA cache_size=-65536")
             if relax:
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
@@ -349,52 +341,6 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
     POSITION_KEY = "BIGINT PRIMARY KEY"
     KEYED_TABLE = ""
 
-    def covering(self, key: str, extra: str) -> str:
-        return f"({key}) INCLUDE ({extra})"
-
-    def insert_rows(
-        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
-    ) -> None:
-        names = ", ".join(name for name, _ in columns)
-        with c.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
-
-    def upsert_rows(
-        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
-    ) -> None:
-        if table == "view_case_docs" or len(rows) < 500:
-            # Documents (kilobytes each) are quickest as a pipelined executemany; so
-            # are a few rows, where a staging table would not pay its way.
-            super().upsert_rows(c, table, columns, rows)
-            return
-        # Many small rows: COPY into a session's staging table (emptied at commit),
-        # then one INSERT ... SELECT ... ON CONFLICT.
-        staging = f"staging_{table}"
-        c.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
-        )
-        names = ", ".join(name for name, _ in columns)
-        with c.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
-        c.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {_on_conflict(table)}"
-        )
-
-    def delete_cases(self, c: Any, table: str, case_ids: list[str]) -> None:
-        c.execute(f"DELETE FROM {table} WHERE case_id = ANY(%s::text[])", (case_ids,))
-
-    def delete_caseload_rows(self, c: Any, keys: list[tuple[str, str]]) -> None:
-        agencies, cases = (list(values) for values in zip(*keys, strict=True))
-        c.execute(
-            "DELETE FROM view_caseload WHERE (agency, case_id) IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-            (agencies, cases),
-        )
-
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         from psycopg.sql import SQL
@@ -426,9 +372,50 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
                 )
                 found = curs.fetchone()
                 self._lz4 = bool(found and found["lz4"])
-            if self._lz4:  # documents of a few kilobytes compress far quicker so
+            if self._lz4:  # documents (kilobytes each) compress several times quicker
                 curs.execute("SET LOCAL default_toast_compression = 'lz4'")
             self.write_batch(curs, writes)
+
+    def insert_rows(
+        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+    ) -> None:
+        names = ", ".join(name for name, _ in columns)
+        with c.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def upsert_rows(
+        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+    ) -> None:
+        if table == "view_case_docs" or len(rows) < 500:
+            # Documents (kilobytes each) are quickest as a pipelined executemany; so
+            # are a few rows, where a staging table would not pay its way.
+            super().upsert_rows(c, table, columns, rows)
+            return
+        # Many small rows: COPY into a session's staging table (emptied at commit),
+        # then one INSERT ... SELECT ... ON CONFLICT.
+        staging = f"staging_{table}"
+        c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS")
+        names = ", ".join(name for name, _ in columns)
+        with c.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+        c.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {_on_conflict(table)}"
+        )
+
+    def delete_cases(self, c: Any, table: str, case_ids: list[str]) -> None:
+        c.execute(f"DELETE FROM {table} WHERE case_id = ANY(%s::text[])", (case_ids,))
+
+    def delete_caseload_rows(self, c: Any, keys: list[tuple[str, str]]) -> None:
+        agencies, cases = (list(values) for values in zip(*keys, strict=True))
+        c.execute(
+            "DELETE FROM view_caseload WHERE (agency, case_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (agencies, cases),
+        )
 
     def reset(self, groups: tuple[str, ...], *, drop_indexes: bool = False) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -445,6 +432,10 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
             for group in groups:
                 for statement in self.create_index_statements(group):
                     curs.execute(statement)
+                # Fresh statistics for the planner after a bulk load (autovacuum may take
+                # its time): e.g. an agency's caseload page walks the primary key
+                # rather than sorting all of the agency's rows.
+                curs.execute(f"ANALYZE {', '.join(self.GROUP_TABLES[group])}")
 
     def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
