@@ -465,16 +465,15 @@ class _CaseWriter:
         self.notes(coach, 2, 20)
 
     def run(self) -> Case | None:
-        roll = self.rng.random()
-        shape = (
-            self.coaching
-            if roll < 0.40
-            else self.discharge
-            if roll < 0.70
-            else self.rehab
-            if roll < 0.95
-            else self.revoked
-        )
+        roll = self.rng.random()  # the mix of scenario shapes
+        if roll < 0.40:
+            shape = self.coaching
+        elif roll < 0.70:
+            shape = self.discharge
+        elif roll < 0.95:
+            shape = self.rehab
+        else:
+            shape = self.revoked
         with contextlib.suppress(_HistoryEnds):
             shape()
         return self.case
