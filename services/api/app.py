@@ -8,7 +8,6 @@ token, 403 not this caller's, 404 unknown, 409 a rule refused, 413 too large,
 
 import asyncio
 import hmac
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,7 +33,6 @@ from services.api.metrics import ApiMetrics
 from services.application import hash_token
 from services.bootstrap import Hub
 from services.errors import (
-    AgencyUnknown,
     CaseNotFound,
     NotAllowed,
     ServiceError,
@@ -115,9 +113,7 @@ def _status_of(error: DomainError | ServiceError) -> int:
         return 403
     if isinstance(error, CaseNotFound):
         return 404
-    if isinstance(error, AgencyUnknown):
-        return 409
-    return 409
+    return 409  # a rule refused, an unknown agency, a conflict
 
 
 def create_app(  # noqa: PLR0915 - one closure per route keeps the app self-contained
@@ -481,7 +477,3 @@ async def _in_thread(function: Any, *args: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(function, *args)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
