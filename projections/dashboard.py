@@ -1,15 +1,19 @@
 """Dashboard figures per programme, site and agency (DOMAIN.md, "Views").
 
-``dashboard_delta(state, before, after)`` folds one case change into running
-totals; it is pure in that it only touches ``state``, a plain dict owned by the
-caller (the in-process runner stores it as JSON; the faust worker keeps it in a
+The totals are the sum of what each case contributes in its current state
+(``dashboard_snapshot``: counters, samples, tallies). ``dashboard_delta(state,
+before, after)`` moves them by the difference for one case change, of one event or
+of many at once; it is pure in that it only touches ``state``, a plain dict owned
+by the caller (the in-process runner stores it as JSON; the faust worker keeps it in a
 table). ``dashboard_figures`` turns totals plus the open offers into the
 figures, at a reading moment and against a capacity plan.
 """
 
 from __future__ import annotations
 
+import bisect
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -55,190 +59,153 @@ def _site(doc: Doc) -> str:
     return doc["programme"] + SEP + (doc["site"] or "-")
 
 
-def _counted(doc: Doc | None) -> Iterable[tuple[str, str]]:
-    """The counters a case contributes to while it is in this state."""
-    if doc is None:
-        return
-    yield "cases_by_stage", _site(doc) + SEP + doc["stage"]
-    for h in doc["handovers"].values():
-        yield (
-            "handovers_by_state",
-            SEP.join((doc["programme"], h["from_agency"], h["to_agency"], h["kind"], h["state"])),
-        )
-    if doc["stage"] in OCCUPYING and doc["assignment_started_at"] is not None:
-        yield "places_used", _site(doc)
-
-
 def _hours(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
 
 
-def dashboard_snapshot(doc: Doc | None) -> dict[str, Any] | None:
-    """What ``dashboard_delta`` needs to know of a case before an event (cheap to take)."""
+# What one case adds to the totals in its current state: a multiset of entries
+# ``(total, key, value)``. Totals are the sum of every case's entries, so a change of a
+# case (one event, or a page of them, or a whole rebuild at once) moves the totals by
+# the difference of its entries before and after, in any order and at any grain.
+Entry = tuple[str, str, Any]
+Snapshot = tuple[Entry, ...]
+# (entries removed, entries added); None when nothing changed.
+DashboardOps = tuple[tuple[Entry, ...], tuple[Entry, ...]] | None
+
+_COUNTERS = (
+    "cases_by_stage",
+    "handovers_by_state",
+    "assigned",
+    "employed_within_12_months",
+    "places_used",
+)
+# Samples are kept sorted, so equal histories give equal totals whatever the order
+# the cases were folded in (a rebuild folds page by page, a live runner message by
+# message).
+_SAMPLES = ("offer_to_accept_hours", "assignment_to_employment_days")
+_TALLIES = ("rehab_decisions",)  # key -> [met, missed]
+
+
+def dashboard_snapshot(doc: Doc | None) -> Snapshot | None:
+    """The entries a case contributes to the totals (None: no case yet)."""
     if doc is None:
         return None
-    return {
-        "counted": list(_counted(doc)),
-        "handover_states": {k: h["state"] for k, h in doc["handovers"].items()},
-        "assignment_started": doc["assignment_started_at"] is not None,
-        "employed": doc["employment"] is not None,
-    }
-
-
-def dashboard_delta(state: dict[str, Any], before: dict[str, Any] | None, after: Doc) -> None:
-    """Fold the change from ``before`` (a ``dashboard_snapshot``) to ``after``."""
-    for name, key in before["counted"] if before is not None else ():
-        _bump(state[name], key, -1)
-    for name, key in _counted(after):
-        _bump(state[name], key, +1)
-
-    previous = before["handover_states"] if before is not None else {}
-    for handover_id, h in after["handovers"].items():
-        was_state = previous.get(handover_id)
-        if h["state"] == "accepted" and was_state == "offered":
+    site = _site(doc)
+    programme = doc["programme"]
+    entries: list[Entry] = [("cases_by_stage", site + SEP + doc["stage"], 1)]
+    for h in doc["handovers"].values():
+        state = h["state"]
+        entries.append(
+            (
+                "handovers_by_state",
+                SEP.join((programme, h["from_agency"], h["to_agency"], h["kind"], state)),
+                1,
+            )
+        )
+        # Completed is reached only from accepted: both were accepted at decided_at.
+        if state in {"accepted", "completed"}:
             pair = h["from_agency"] + SEP + h["to_agency"]
-            state["offer_to_accept_hours"].setdefault(pair, []).append(
-                round(_hours(h["offered_at"], h["decided_at"]), 3)
-            )
-        if h["state"] == "completed" and was_state == "accepted" and h["decide_due_at"] is not None:
-            met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
-                h["decide_due_at"]
-            )
-            tally = state["rehab_decisions"].setdefault(h["to_agency"], [0, 0])
-            tally[0 if met else 1] += 1
+            hours = round(_hours(h["offered_at"], h["decided_at"]), 3)
+            entries.append(("offer_to_accept_hours", pair, hours))
+            if state == "completed" and h["decide_due_at"] is not None:
+                met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
+                    h["decide_due_at"]
+                )
+                entries.append(("rehab_decisions", h["to_agency"], 0 if met else 1))
+    started = doc["assignment_started_at"]
+    if started is not None:
+        entries.append(("assigned", site, 1))
+        if doc["stage"] in OCCUPYING:
+            entries.append(("places_used", site, 1))
+        employment = doc["employment"]
+        if employment is not None:
+            begun = date.fromisoformat(employment["start_date"])
+            days = (begun - datetime.fromisoformat(started).date()).days
+            entries.append(("assignment_to_employment_days", site, days))
+            if days <= 365:
+                entries.append(("employed_within_12_months", site, 1))
+    return tuple(entries)
 
-    started = after["assignment_started_at"]
-    if started is not None and not (before is not None and before["assignment_started"]):
-        _bump(state["assigned"], _site(after), +1)
-    employment = after["employment"]
-    if employment is not None and not (before is not None and before["employed"]) and started:
-        begun = date.fromisoformat(employment["start_date"])
-        days = (begun - datetime.fromisoformat(started).date()).days
-        state["assignment_to_employment_days"].setdefault(_site(after), []).append(days)
-        if days <= 365:
-            _bump(state["employed_within_12_months"], _site(after), +1)
+
+def dashboard_ops(
+    before: Snapshot | None, after: Doc | None
+) -> tuple[Snapshot | None, DashboardOps]:
+    """``(dashboard_snapshot(after), what moving the totals from before to after takes)``."""
+    snapshot = dashboard_snapshot(after)
+    if snapshot == before:  # most events: notes, appointments, reads
+        return snapshot, None
+    if before is None or snapshot is None:  # a new case (or none): no difference to take
+        return snapshot, ((), snapshot) if before is None else (before, ())
+    old, new = Counter(before), Counter(snapshot)
+    removed = tuple((old - new).elements())
+    added = tuple((new - old).elements())
+    return snapshot, (removed, added)
 
 
-def dashboard_step(
-    state: dict[str, Any], before: dict[str, Any] | None, after: Doc
-) -> dict[str, Any]:
-    """``dashboard_delta(state, before, after)``, returning ``dashboard_snapshot(after)``
-    (plus what ``_relevant`` saw): a runner keeps it as the case's next ``before``."""
+def dashboard_delta(state: dict[str, Any], before: Snapshot | None, after: Doc) -> None:
+    """Fold the change of one case from ``before`` (a ``dashboard_snapshot``) to ``after``."""
+    apply_dashboard_ops(state, dashboard_ops(before, after)[1])
+
+
+def dashboard_step(state: dict[str, Any], before: Snapshot | None, after: Doc) -> Snapshot | None:
+    """``dashboard_delta``, returning ``dashboard_snapshot(after)``: the case's next
+    ``before``."""
     snapshot, ops = dashboard_ops(before, after)
     apply_dashboard_ops(state, ops)
     return snapshot
 
 
-# What ``dashboard_delta`` does to the totals for one event, worked out from the case
-# alone (``dashboard_ops``), to be applied to the totals later, in event order
-# (``apply_dashboard_ops``). A runner works out a page's events case by case, while
-# each case is at hand, and applies them all in order after. ``(same, old, new,
-# changes)``: ``old``/``new`` are the counters before and after, ``changes`` the
-# samples, tallies and counts added, in ``dashboard_delta``'s order.
-DashboardOps = tuple[bool, Any, Any, tuple[tuple[Any, ...], ...]]
-
-
-def dashboard_ops(before: dict[str, Any] | None, after: Doc) -> tuple[dict[str, Any], DashboardOps]:
-    """``(dashboard_snapshot(after) plus what _relevant saw, ops)``."""
-    relevant = (  # _relevant(after), inline: this runs for every event
-        after["programme"],
-        after["site"],
-        after["stage"],
-        after["assignment_started_at"] is not None,
-        after["employment"] is not None,
-        [
-            (k, h["from_agency"], h["to_agency"], h["kind"], h["state"])
-            for k, h in after["handovers"].items()
-        ],
-    )
-    if before is not None and before.get("relevant") == relevant:
-        # Nothing the delta reads changed (most events: notes, appointments, reads):
-        # the counters' -1 and +1 cancel out; no sample, tally or count is added.
-        return before, (True, before["counted"], before["counted"], ())
-    counted = list(_counted(after))
-    previous = before["handover_states"] if before is not None else {}
-    changes: list[tuple[Any, ...]] = []
-    states: dict[str, str] = {}
-    for handover_id, h in after["handovers"].items():
-        now = states[handover_id] = h["state"]
-        if now == "accepted":
-            if previous.get(handover_id) == "offered":
-                pair = h["from_agency"] + SEP + h["to_agency"]
-                hours = round(_hours(h["offered_at"], h["decided_at"]), 3)
-                changes.append(("offer_to_accept_hours", pair, hours))
-        elif (
-            now == "completed"
-            and previous.get(handover_id) == "accepted"
-            and h["decide_due_at"] is not None
-        ):
-            met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
-                h["decide_due_at"]
-            )
-            changes.append(("rehab_decisions", h["to_agency"], 0 if met else 1))
-    started = after["assignment_started_at"]
-    if started is not None and not (before is not None and before["assignment_started"]):
-        changes.append(("assigned", _site(after), 1))
-    employment = after["employment"]
-    if employment is not None and not (before is not None and before["employed"]) and started:
-        begun = date.fromisoformat(employment["start_date"])
-        days = (begun - datetime.fromisoformat(started).date()).days
-        changes.append(("assignment_to_employment_days", _site(after), days))
-        if days <= 365:
-            changes.append(("employed_within_12_months", _site(after), 1))
-    snapshot = {
-        "counted": counted,
-        "handover_states": states,
-        "assignment_started": started is not None,
-        "employed": employment is not None,
-        "relevant": relevant,
-    }
-    old = before["counted"] if before is not None else ()
-    return snapshot, (False, old, counted, tuple(changes))
-
-
 def apply_dashboard_ops(state: dict[str, Any], ops: DashboardOps) -> None:
-    """Apply ``dashboard_ops``' result: the totals and their keys' order come out as
-    ``dashboard_delta`` leaves them."""
-    same, old, new, changes = ops
-    if same:
-        # Skipped only when no counter would drop to zero on the way (and so be
-        # removed and re-added at the end of its dict): then -1 and +1 change nothing.
-        n = len(old)
-        for name, key in old:
-            if state[name].get(key, 0) <= n:
-                break
+    apply_all_dashboard_ops(state, (ops,))
+
+
+def apply_all_dashboard_ops(state: dict[str, Any], all_ops: Iterable[DashboardOps]) -> None:
+    """Apply many cases' ops at once: new samples are merged into their sorted lists
+    in one sort per key rather than one insertion each."""
+    new_samples: dict[tuple[str, str], list[Any]] = {}
+    for ops in all_ops:
+        if ops is None:
+            continue
+        removed, added = ops
+        for name, key, value in removed:
+            _take(state, name, key, value)
+        for name, key, value in added:
+            if name in _SAMPLES:
+                new_samples.setdefault((name, key), []).append(value)
+            elif name in _TALLIES:
+                state[name].setdefault(key, [0, 0])[value] += 1
+            else:
+                _bump(state[name], key, value)
+    for (name, key), values in new_samples.items():
+        samples = state[name].setdefault(key, [])
+        if len(values) == 1:
+            bisect.insort(samples, values[0])
         else:
+            samples.extend(values)
+            samples.sort()  # two sorted runs: merged in linear time
+
+
+def _take(state: dict[str, Any], name: str, key: str, value: Any) -> None:
+    if name in _SAMPLES:
+        samples = state[name].get(key)
+        if not samples:
             return
-    for name, key in old:
-        _bump(state[name], key, -1)
-    for name, key in new:
-        _bump(state[name], key, +1)
-    for name, key, value in changes:
-        if name in _SAMPLED:
-            state[name].setdefault(key, []).append(value)
-        elif name == "rehab_decisions":
-            state[name].setdefault(key, [0, 0])[value] += 1
-        else:
-            _bump(state[name], key, value)
-
-
-_SAMPLED = ("offer_to_accept_hours", "assignment_to_employment_days")
-
-
-def _relevant(doc: Doc) -> tuple[Any, ...]:
-    """All of a case that ``dashboard_delta`` reads, but for fields it reads only when
-    one of these changes (a handover's times, the employment's start date)."""
-    return (
-        doc["programme"],
-        doc["site"],
-        doc["stage"],
-        doc["assignment_started_at"] is not None,
-        doc["employment"] is not None,
-        [
-            (k, h["from_agency"], h["to_agency"], h["kind"], h["state"])
-            for k, h in doc["handovers"].items()
-        ],
-    )
+        i = bisect.bisect_left(samples, value)
+        if i < len(samples) and samples[i] == value:
+            del samples[i]
+        elif value in samples:  # totals stored before samples were kept sorted
+            samples.remove(value)
+        if not samples:
+            del state[name][key]
+    elif name in _TALLIES:
+        tally = state[name].get(key)
+        if tally is None:
+            return
+        tally[value] -= 1
+        if tally == [0, 0]:
+            del state[name][key]
+    else:
+        _bump(state[name], key, -value)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -333,16 +300,6 @@ def dashboard_figures(
     }
 
 
-_COUNTERS = (
-    "cases_by_stage",
-    "handovers_by_state",
-    "assigned",
-    "employed_within_12_months",
-    "places_used",
-)
-_SAMPLES = ("offer_to_accept_hours", "assignment_to_employment_days")
-
-
 def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Totals kept apart (e.g. one per Kafka partition) as one."""
     merged = empty_state()
@@ -353,6 +310,7 @@ def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         for name in _SAMPLES:
             for key, values in state[name].items():
                 merged[name].setdefault(key, []).extend(values)
+                merged[name][key].sort()
         for agency, (met, missed) in state["rehab_decisions"].items():
             tally = merged["rehab_decisions"].setdefault(agency, [0, 0])
             tally[0] += met

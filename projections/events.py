@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 CASE_TOPIC_PREFIX = "domain.case:Case."
 _ENVELOPE_KEYS = ("originator_topic", "timestamp")
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(NamedTuple):
+    """Immutable; a named tuple because a rebuild makes a million of them (a third of
+    the cost of a frozen dataclass)."""
+
     position: int
     case_id: str
     version: int

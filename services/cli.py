@@ -344,6 +344,7 @@ def projections_rebuild(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from services.views.rebuild import rebuild_views
     from services.views.store import GROUPS
 
     if name is not None and name not in GROUPS:
@@ -360,8 +361,8 @@ def projections_rebuild(
             transient=not sys.stdout.isatty(),
         ) as bar:
             task = bar.add_task(f"rebuilding {', '.join(groups)}", total=max(total, 1))
-            applied = hub.views.rebuild(
-                groups, progress=lambda done, _total: bar.update(task, completed=done)
+            applied = rebuild_views(
+                hub, groups, progress=lambda done, _total: bar.update(task, completed=done)
             )
         seconds = time.perf_counter() - started
     rate = applied / seconds if seconds > 0 else 0.0

@@ -23,7 +23,7 @@ from projections.case_doc import Doc, reduce_case
 from projections.caseload import caseload_rows
 from projections.dashboard import (
     DashboardOps,
-    apply_dashboard_ops,
+    apply_all_dashboard_ops,
     dashboard_ops,
     dashboard_snapshot,
     empty_state,
@@ -45,22 +45,42 @@ MAX_CACHED_DOCS = 200_000  # bound memory on very large rebuilds
 _UNKNOWN: Any = object()
 
 
+def view_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    """``groups`` in ``GROUPS`` order, with cases and dashboard always together: the
+    dashboard folds the case documents, and both commit at one position."""
+    wanted = set(groups)
+    unknown = wanted - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown view groups {sorted(unknown)}; one of {', '.join(GROUPS)}")
+    if wanted & {"cases", "dashboard"}:
+        wanted |= {"cases", "dashboard"}
+    return tuple(g for g in GROUPS if g in wanted)
+
+
 class ViewRunner:
+    """Applies events to the view groups ``groups`` (all of them by default).
+
+    Live, each page's rows commit with its positions. A rebuild of the case views
+    keeps the documents in memory and writes each case once, at the end (or when
+    ``MAX_CACHED_DOCS`` are held), with the cases' and dashboard's positions in the
+    same transaction; the audit trail still commits page by page."""
+
     def __init__(
         self,
         recorder: Any,
         views: Any,
         *,
+        groups: Iterable[str] = GROUPS,
         page_size: int = 2000,
         checkpoint_every: int = 1000,
         rebuild_page_size: int = 100_000,
     ) -> None:
         self._recorder = recorder  # the application recorder (notification log)
         self._views = views  # SQLiteViewStore | PostgresViewStore
+        self.groups = view_groups(groups)
         self._page_size = page_size
-        # A rebuild reads larger pages: a case changed by several events of one page
-        # is written once, and each page's fixed costs (the dashboard document, the
-        # commit) are spread over more events. Never smaller than ``page_size``.
+        # A rebuild reads larger pages: each page's fixed costs are spread over more
+        # events. Never smaller than ``page_size``.
         self._rebuild_page_size = max(page_size, rebuild_page_size)
         self._checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
@@ -69,19 +89,36 @@ class ViewRunner:
         self._thread: threading.Thread | None = None
         self._applied = threading.Condition()
         self._applied_position = 0  # the lowest view position known applied
+        self._defer = False  # rebuilding the case views: write each case once
         self._forget()
+
+    def sibling(self, groups: Iterable[str]) -> ViewRunner:
+        """A runner over the same store and with the same settings, for ``groups``."""
+        return ViewRunner(
+            self._recorder,
+            self._views,
+            groups=groups,
+            page_size=self._page_size,
+            checkpoint_every=self._checkpoint_every,
+            rebuild_page_size=self._rebuild_page_size,
+        )
 
     def _forget(self) -> None:
         """Drop every cache; the next page reloads state from the view tables."""
-        # The positions this runner's caches stand at; None: caches are empty.
+        # The committed positions this runner's caches stand at; None: caches are empty.
         self._cached_at: dict[str, int] | None = None
+        # The position the cached case documents were folded to when that is ahead of
+        # what is committed (a rebuild defers writing them); those cases are ``_dirty``.
+        self._pending: int | None = None
+        self._dirty: dict[str, None] = {}  # an ordered set: rows are written in this order
         self._docs: dict[str, Doc] = {}
         self._dashboard: dict[str, Any] | None = None
         self._head: str | None = None
-        # Per cached case: its dashboard snapshot (the next event's ``before``), and the
-        # inbox and caseload rows last committed for it, so unchanged rows are not
-        # written again. Only ever filled from rows this runner committed itself.
-        self._snapshots: dict[str, dict[str, Any] | None] = {}
+        # Per cached case: its dashboard entries as last committed (the ``before`` of
+        # its next change), and the inbox and caseload rows last committed for it, so
+        # unchanged rows are not written again. Only ever filled from rows this runner
+        # committed itself, or from the documents it loaded.
+        self._snapshots: dict[str, Any] = {}
         self._inbox_rows: dict[str, list[tuple[Any, ...]]] = {}
         self._caseload_rows: dict[str, dict[str, tuple[Any, ...]]] = {}
         # True right after the case tables were emptied by ``rebuild``: a case missing
@@ -91,7 +128,16 @@ class ViewRunner:
     # ---- positions -------------------------------------------------------------
 
     def positions(self) -> dict[str, int]:
-        return {g: self._views.max_tracking_id(tracking_name(g)) or 0 for g in GROUPS}
+        """Each of this runner's view groups' committed position."""
+        found = self._views.max_tracking_ids([tracking_name(g) for g in self.groups])
+        return {g: found[tracking_name(g)] for g in self.groups}
+
+    @property
+    def applied_position(self) -> int:
+        """The lowest position this runner knows every one of its views has applied,
+        announced after each commit (memory only; another process's runner may have
+        applied more: ``position()`` reads the tables)."""
+        return self._applied_position
 
     def position(self) -> int:
         return min(self.positions().values())
@@ -107,7 +153,7 @@ class ViewRunner:
             return True
         self.notify()
         while True:
-            if self.position() >= position:
+            if self._applied_position >= position or self.position() >= position:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -136,32 +182,58 @@ class ViewRunner:
                 applied += done
                 if progress is not None:
                     progress(applied, self._recorder.max_notification_id() or 0)
+                if done < page_size and self._pending is None:
+                    # A short page reached the head: asking again would cost a round of
+                    # reads for an empty page (the live loop is woken for anything new).
+                    return applied
+
+    def _committed(self) -> dict[str, int]:
+        committed = self.positions()
+        if "cases" in committed and committed["cases"] != committed["dashboard"]:
+            # Only an interrupted older release leaves them apart: rebuild both.
+            log.warning("views_out_of_step", positions=committed)
+            self._views.reset(("cases", "dashboard"))
+            self._forget()
+            committed = self.positions()
+        if self._cached_at is not None and self._cached_at != committed:
+            # Another runner (another process) moved the views on: our caches are stale.
+            log.info("views_advanced_elsewhere", positions=committed)
+            self._forget()
+        return committed
 
     def _page(self, page_size: int | None = None) -> int | None:
-        positions = self.positions()
-        if self._cached_at is not None and self._cached_at != positions:
-            # Another runner (another process) moved the views on: our caches are stale.
-            log.info("views_advanced_elsewhere", positions=positions)
-            self._forget()
-        start = min(positions.values()) + 1
-        notifications = self._recorder.select_notifications(start, page_size or self._page_size)
-        if not notifications:
+        """Apply one page; the number of events applied, None when there was nothing."""
+        committed = self._committed()
+        at = dict(committed)
+        if self._pending is not None:
+            at["cases"] = at["dashboard"] = self._pending
+        notifications = self._recorder.select_notifications(
+            min(at.values()) + 1, page_size or self._page_size
+        )
+        if not notifications and self._pending is None:
             return None
         writes = ViewWrites()
         try:
-            self._apply(notifications, positions, writes)
+            if notifications:
+                self._apply(notifications, at, writes)
+            if self._pending is not None and (
+                not self._defer or not notifications or len(self._docs) > MAX_CACHED_DOCS
+            ):
+                self._write_cases(writes)
             self._views.commit(writes)
-            self._cached_at = {**positions, **writes.positions}
-            self._announce(min(self._cached_at.values()))
         except IntegrityError:
             # Another runner advanced the same views first: its rows stand, ours are
             # dropped whole with the transaction; start again from the tables.
-            log.info("views_advanced_elsewhere", start=start)
+            log.info("views_advanced_elsewhere", start=min(at.values()) + 1)
             self._forget()
             return 0
         except BaseException:
             self._forget()
             raise
+        self._cached_at = {**committed, **writes.positions}
+        if len(self._docs) > MAX_CACHED_DOCS and not self._dirty:
+            self._evict()
+        self._announce(min(self._cached_at.values()))
         return len(notifications)
 
     def _announce(self, position: int) -> None:
@@ -170,74 +242,72 @@ class ViewRunner:
                 self._applied_position = position
                 self._applied.notify_all()
 
-    def _apply(
-        self, notifications: Iterable[Any], positions: dict[str, int], writes: ViewWrites
-    ) -> None:
-        notifications = list(notifications)
+    def _evict(self) -> None:
+        """Bound memory on very large rebuilds: drop every cached case (all written)."""
+        self._docs, self._snapshots = {}, {}
+        self._inbox_rows, self._caseload_rows = {}, {}
+        self._complete = False
+
+    def _apply(self, notifications: list[Any], at: dict[str, int], writes: ViewWrites) -> None:
+        at_cases = at.get("cases")
+        at_audit = at.get("audit")
         # Each case event's id as text, once (None for other aggregates' events).
         case_ids = [
             str(n.originator_id) if n.topic.startswith(CASE_TOPIC_PREFIX) else None
             for n in notifications
         ]
-        docs = self._docs
-        if not self._complete:
-            self._load_docs({c for c in case_ids if c is not None} - docs.keys())
-        dashboard = self._load_dashboard() if "dashboard" in positions else None
-        head = self._load_head()
-        at_cases, at_dashboard, at_audit = (
-            positions["cases"],
-            positions["dashboard"],
-            positions["audit"],
-        )
+        if at_cases is not None and not self._complete:
+            self._load_docs(
+                {
+                    c
+                    for n, c in zip(notifications, case_ids, strict=True)
+                    if c is not None and n.id > at_cases
+                }
+                - self._docs.keys()
+            )
         changed, digest = self._decode_and_chain(
-            notifications, case_ids, at_cases, at_audit, bytes.fromhex(head), writes
+            notifications, case_ids, at_cases, at_audit, writes
         )
-        ops = self._fold_cases(changed, at_dashboard if dashboard is not None else None, writes)
-        # 3. In global order again: the dashboard totals (dashboard_delta's effect).
-        if dashboard is not None:
-            for position in sorted(ops):
-                apply_dashboard_ops(dashboard, ops[position])
+        if changed:
+            self._fold_cases(changed)
         last = notifications[-1].id
-        if last > at_cases:
-            writes.positions["cases"] = last
-        if last > at_dashboard:
-            writes.dashboard = dashboard
-            writes.positions["dashboard"] = last
-        if last > at_audit:
+        if at_cases is not None and last > at_cases:
+            self._pending = last
+        if at_audit is not None and last > at_audit:
             writes.positions["audit"] = last
             self._head = digest.hex()
-        if len(docs) > MAX_CACHED_DOCS:  # bound memory on very large rebuilds
-            self._docs = {k: docs[k] for k in changed}
-            for cache in (self._snapshots, self._inbox_rows, self._caseload_rows):
-                for k in [k for k in cache if k not in changed]:
-                    del cache[k]
-            self._complete = False
 
     def _decode_and_chain(
         self,
         notifications: list[Any],
         case_ids: list[str | None],
-        at_cases: int,
-        at_audit: int,
-        digest: bytes,
+        at_cases: int | None,
+        at_audit: int | None,
         writes: ViewWrites,
     ) -> tuple[dict[str, list[EventRecord]], bytes]:
         """1. In global order: decode each case event, and chain the audit trail.
         Returns each case's events to fold (in order) and the chain's head."""
+        fold_after = at_cases if at_cases is not None else notifications[-1].id
+        chain_after = at_audit if at_audit is not None else notifications[-1].id
+        digest = bytes.fromhex(self._load_head()) if at_audit is not None else b""
         audit = writes.audit
         checkpoint_every = self._checkpoint_every
         changed: dict[str, list[EventRecord]] = {}
         for n, case_id in zip(notifications, case_ids, strict=True):
             position = n.id
+            fold = position > fold_after
+            chain = position > chain_after
+            if not (fold or chain):
+                continue
             record: EventRecord | None = None
             if case_id is not None:
                 record = decode(position, case_id, n.originator_version, n.topic, n.state)
-                if position > at_cases:
+                if fold:
                     if case_id in changed:
                         changed[case_id].append(record)
                     else:
                         changed[case_id] = [record]
-            if position > at_audit:
+            if chain:
                 digest, row = audit_row(
                     digest,
                     position,
@@ -255,37 +325,41 @@ class ViewRunner:
                     log.info("audit_checkpoint", position=position, head_hash=head)
         return changed, digest
 
-    def _fold_cases(
-        self,
-        changed: dict[str, list[EventRecord]],
-        at_dashboard: int | None,
-        writes: ViewWrites,
-    ) -> dict[int, DashboardOps]:
-        """2. Case by case: fold each case's events of the page into its document and
-        work out what each does to the dashboard (from ``at_dashboard`` on; None: no
-        dashboard), while the case is at hand: a page touches tens of thousands of
-        documents, and visiting each once rather than once per event spares most trips
-        to memory. Then the case's rows and JSON. Returns position -> dashboard ops."""
-        docs, snapshots = self._docs, self._snapshots
-        ops: dict[int, DashboardOps] = {}
+    def _fold_cases(self, changed: dict[str, list[EventRecord]]) -> None:
+        """2. Case by case: fold each case's events of the page into its document,
+        keeping its dashboard entries as last committed; the case becomes dirty."""
+        docs, snapshots, dirty = self._docs, self._snapshots, self._dirty
         for case_id, events in changed.items():
             doc = docs.get(case_id)
-            snapshot = snapshots.pop(case_id, _UNKNOWN)
+            if case_id not in snapshots:
+                snapshots[case_id] = dashboard_snapshot(doc)
             for record in events:
-                if at_dashboard is not None and record.position > at_dashboard:
-                    if snapshot is _UNKNOWN:
-                        snapshot = dashboard_snapshot(doc)
-                    doc = reduce_case(doc, record, in_place=True)
-                    snapshot, ops[record.position] = dashboard_ops(snapshot, doc)
-                else:
-                    snapshot = _UNKNOWN
-                    doc = reduce_case(doc, record, in_place=True)
+                doc = reduce_case(doc, record, in_place=True)
             docs[case_id] = doc
-            if snapshot is not _UNKNOWN:
-                snapshots[case_id] = snapshot
-            writes.case_docs[case_id] = dump_json(doc)
+            dirty[case_id] = None
+
+    def _write_cases(self, writes: ViewWrites) -> None:
+        """3. Every dirty case's document, its rows (what changed), the dashboard moved
+        by each case's change, and both groups' position (also with no case dirty:
+        a page of other aggregates' events)."""
+        docs, snapshots = self._docs, self._snapshots
+        ops: list[DashboardOps] = []
+        for case_id in self._dirty:
+            doc = docs[case_id]
+            if self._complete and case_id not in self._inbox_rows:  # never written
+                writes.case_docs_insert.append((case_id, dump_json(doc)))
+            else:
+                writes.case_docs[case_id] = dump_json(doc)
             self._diff_rows(case_id, doc, writes)
-        return ops
+            snapshots[case_id], op = dashboard_ops(snapshots[case_id], doc)
+            ops.append(op)
+        if any(op is not None for op in ops):  # most pages of notes and reads: none
+            dashboard = self._load_dashboard()
+            apply_all_dashboard_ops(dashboard, ops)
+            writes.dashboard = dashboard
+        writes.positions["cases"] = writes.positions["dashboard"] = self._pending  # type: ignore[assignment]
+        self._dirty = {}
+        self._pending = None
 
     def _diff_rows(self, case_id: str, doc: Doc, writes: ViewWrites) -> None:
         """The case's inbox and caseload rows, as writes of what changed since the rows
@@ -346,17 +420,20 @@ class ViewRunner:
     # ---- rebuild -------------------------------------------------------------------
 
     def rebuild(
-        self, groups: tuple[str, ...] = GROUPS, progress: Callable[[int, int], None] | None = None
+        self,
+        groups: Iterable[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """Drop the groups' rows and positions, then apply every event again."""
-        if "dashboard" in groups and "cases" not in groups:
-            groups = ("cases", *groups)  # the dashboard folds case changes
+        groups = view_groups(self.groups if groups is None else groups)
+        if not set(groups) <= set(self.groups):
+            raise ValueError(f"this runner keeps {self.groups}, not {groups}")
         with self._lock:
             self._views.reset(groups, drop_indexes=True)
             self._forget()
             with self._applied:
                 self._applied_position = 0
-            self._complete = "cases" in groups
+            self._complete = self._defer = "cases" in groups
         # A rebuild keeps every case document in memory: millions of long-lived, acyclic
         # objects that the cyclic collector would traverse again and again as they
         # accumulate. Reference counting frees all the rest; collection resumes after.
@@ -365,7 +442,7 @@ class ViewRunner:
         try:
             return self._catch_up(progress, self._rebuild_page_size)
         finally:
-            self._complete = False
+            self._complete = self._defer = False
             if collecting:
                 gc.enable()
             self._views.create_indexes(groups)

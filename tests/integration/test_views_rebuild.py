@@ -1,0 +1,176 @@
+"""Rebuilds: the audit trail in a second process, case views written once at the end
+(or whenever the cache is full), and a rebuild killed half-way resumed exactly once.
+
+Every test runs on SQLite and PostgreSQL; "the same rows" compares every view table
+row by row (``tests.view_helpers.snapshot``) with what the live runner built.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from services.bootstrap import Hub
+from services.views import runner as runner_module
+from services.views.rebuild import rebuild_views
+from services.views.runner import ViewRunner, view_groups
+from services.views.store import GROUPS
+from services.views.verify import verify_chain
+from tests.view_helpers import (
+    ROOT,
+    history,
+    process_env,
+    record_all,
+    register_test_agencies,
+    row_counts,
+    snapshot,
+)
+
+CASES = 120
+PAGE = 40
+
+
+@pytest.fixture
+def recorded(hub: Hub) -> tuple[int, dict[str, object]]:
+    """A history applied by the live runner page by page: (head, every view's rows)."""
+    register_test_agencies(hub)
+    head = record_all(hub, history(CASES))
+    ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE).catch_up()
+    return head, snapshot(hub.view_store)
+
+
+def test_a_parallel_rebuild_restores_the_same_rows(
+    hub: Hub, recorded: tuple[int, dict[str, object]]
+) -> None:
+    head, incremental = recorded
+
+    assert rebuild_views(hub, parallel=True) == head
+
+    assert hub.views.positions() == dict.fromkeys(GROUPS, head)
+    assert snapshot(hub.view_store) == incremental
+    assert verify_chain(hub.app.recorder, hub.view_store).ok
+    assert hub.views.catch_up() == 0  # the live runner sees the rebuilt positions
+
+
+def test_a_rebuild_of_more_cases_than_its_cache_holds_writes_them_in_several_flushes(
+    hub: Hub, recorded: tuple[int, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head, incremental = recorded
+    monkeypatch.setattr(runner_module, "MAX_CACHED_DOCS", 25)
+    runner = ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE, rebuild_page_size=PAGE)
+    commits: list[dict[str, int]] = []
+    original = hub.view_store.commit
+
+    def counting_commit(writes: object) -> None:
+        commits.append(dict(writes.positions))  # type: ignore[attr-defined]
+        original(writes)
+
+    monkeypatch.setattr(hub.view_store, "commit", counting_commit)
+    assert runner.rebuild() == head
+
+    assert snapshot(hub.view_store) == incremental
+    case_flushes = [c["cases"] for c in commits if "cases" in c]
+    # Flushed when the cache overflowed, not on every page, and once at the end.
+    assert 1 < len(case_flushes) < len([c for c in commits if "audit" in c])
+    assert case_flushes[-1] == head
+
+
+def test_a_rebuild_defers_case_rows_but_not_the_audit_trail(
+    hub: Hub, recorded: tuple[int, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head, _ = recorded
+    seen: list[tuple[int, dict[str, int], dict[str, int]]] = []
+    runner = ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE, rebuild_page_size=PAGE)
+
+    def progress(done: int, _total: int) -> None:
+        seen.append((done, runner.positions(), row_counts(hub.view_store)))
+
+    runner.rebuild(progress=progress)
+
+    done, positions, rows = seen[0]  # after the first page
+    assert done == PAGE
+    assert positions == {"cases": 0, "dashboard": 0, "audit": PAGE}
+    assert rows["view_case_docs"] == 0
+    assert rows["view_audit"] == PAGE
+    assert seen[-1][1] == dict.fromkeys(GROUPS, head)
+
+
+KILLED_REBUILD = """
+import time
+from services.bootstrap import build_hub
+from services.settings import Settings
+from services.views import runner as runner_module
+
+runner_module.MAX_CACHED_DOCS = 30  # flushes before the end
+hub = build_hub(Settings())
+runner = hub.views.sibling(hub.views.groups)
+runner._rebuild_page_size = {page}
+
+
+def progress(done, total):
+    print(done, flush=True)
+    time.sleep(0.01)
+
+
+runner.rebuild(progress=progress)
+print("finished", flush=True)
+"""
+
+
+def test_a_rebuild_killed_half_way_resumes_exactly_once(
+    hub: Hub,
+    recorded: tuple[int, dict[str, object]],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    head, incremental = recorded
+    script = tmp_path / "rebuild.py"
+    script.write_text(KILLED_REBUILD.format(page=PAGE))
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=process_env(database_url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, child.kill)
+    watchdog.start()
+    killed_after = None
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip().isdigit() and int(line) >= head // 2:
+                killed_after = int(line)
+                child.send_signal(signal.SIGKILL)
+                break
+        child.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stderr = child.stderr.read() if child.stderr else ""
+    assert killed_after is not None, stderr
+    assert child.returncode == -signal.SIGKILL
+    positions = hub.views.positions()
+    # The case views stand at their last flush, behind the audit trail's last page.
+    assert positions["cases"] == positions["dashboard"] < positions["audit"] < head
+
+    assert hub.views.catch_up() == head - positions["cases"]
+
+    assert snapshot(hub.view_store) == incremental
+    assert verify_chain(hub.app.recorder, hub.view_store).ok
+
+
+def test_view_groups_keep_cases_and_dashboard_together() -> None:
+    assert view_groups(["dashboard"]) == ("cases", "dashboard")
+    assert view_groups(["audit", "cases"]) == GROUPS
+    assert view_groups(["audit"]) == ("audit",)
+    with pytest.raises(ValueError, match="unknown view groups"):
+        view_groups(["inbox"])
