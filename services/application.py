@@ -13,7 +13,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -298,7 +298,7 @@ class MessageService:
 
     def _load(self, case_id: UUID) -> Case | None:
         try:
-            aggregate = self._app.repository.get(case_id)
+            aggregate = self._app.repository.get(case_id, projector_func=_project)
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, Case):
@@ -327,6 +327,16 @@ PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "measure.ended": ("result",),
     "employment.started": ("employer",),
 }
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Replays stored events onto an aggregate, as the library's ``project_aggregate``
+    does, without its ``isinstance`` check against a runtime protocol per event: on
+    Python 3.11 that check costs about 9 µs each, so loading a five-event case took
+    128 µs instead of 74. Every stored event here is a library domain event."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 def _handover_id(message: Message) -> UUID | None:

@@ -192,3 +192,20 @@ def test_two_writer_processes_lose_nothing(hub: Hub, settings: Settings) -> None
     state = hub.cipher.reveal(replay_case(hub.app, case_id))["state"]
     assert len(state["notes"]) == 40
     assert {n["text"] for n in state["notes"]} == {m["payload"]["text"] for b in batches for m in b}
+
+
+def test_the_service_loads_a_case_as_the_library_would(hub: Hub) -> None:
+    # The service replays events with its own projector (no per-event protocol check);
+    # the case it decides on must be the one the library's own projector rebuilds.
+    _register(hub)
+    case_id = _open_case(hub)
+    handover = f.new_id()
+    hub.messages.record_raw(f.offer(JC, case_id, handover, kind="assignment", to=COACH))
+    hub.messages.record_raw(f.decide("handover.accepted", COACH, case_id, handover))
+
+    loaded = hub.messages._load(case_id)
+    expected = hub.app.repository.get(case_id)
+    assert loaded is not None
+    assert loaded.version == expected.version == 3
+    assert vars(loaded) == vars(expected)
+    assert hub.messages._load(f.new_id()) is None
