@@ -49,6 +49,12 @@ class PositionedEvent:
     state: bytes
 
 
+# A notification as the view runner reads it: (position, originator id as canonical
+# UUID text, originator version, topic, stored state). Plain tuples, no UUID objects:
+# a rebuild reads a million of them.
+NotificationRow = tuple[int, str, int, str, bytes]
+
+
 @dataclass(frozen=True)
 class TokenRecord:
     role: str

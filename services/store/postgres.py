@@ -9,10 +9,10 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from services.store import PositionedEvent, Receipt, TokenRecord
+from services.store import NotificationRow, PositionedEvent, Receipt, TokenRecord
 
 
 class HubPostgresRecorder(PostgresApplicationRecorder):
@@ -175,6 +175,19 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             if row is None
             else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
         )
+
+    def select_notification_rows(self, start: int, limit: int) -> list[NotificationRow]:
+        """``select_notifications(start, limit)`` as ``NotificationRow`` tuples."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_id::text, originator_version, topic, "
+                    "state FROM {} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+                ).format(self._events),
+                (start, limit),
+                binary=True,  # bytea as raw bytes, not hex text to decode
+            )
+            return curs.fetchall()
 
     def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
         with self.datastore.transaction(commit=False) as curs:

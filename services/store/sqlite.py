@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from services.store import PositionedEvent, Receipt, TokenRecord
+from services.store import NotificationRow, PositionedEvent, Receipt, TokenRecord
 
 
 class HubSQLiteRecorder(SQLiteApplicationRecorder):
@@ -132,6 +132,25 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             if row is None
             else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
         )
+
+    def select_notification_rows(self, start: int, limit: int) -> list[NotificationRow]:
+        """``select_notifications(start, limit)`` as ``NotificationRow`` tuples."""
+        # Ids are stored as 32 hex digits (UUID.hex); SQLite formats them canonically.
+        o = "originator_id"
+        canonical = (
+            f"CASE WHEN length({o}) = 32 THEN substr({o},1,8)||'-'||substr({o},9,4)||'-'||"
+            f"substr({o},13,4)||'-'||substr({o},17,4)||'-'||substr({o},21) ELSE {o} END"
+        )
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples
+            cursor.execute(
+                # The table name is the recorder's own setting, never input.
+                f"SELECT rowid, {canonical}, originator_version, topic, state "
+                f"FROM {self.events_table_name} WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+                (start, limit),
+            )
+            return cursor.fetchall()
 
     def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]:
         with self.datastore.transaction(commit=False) as c:

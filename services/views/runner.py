@@ -30,6 +30,7 @@ from projections.dashboard import (
 )
 from projections.events import CASE_TOPIC_PREFIX, EventRecord, decode
 from projections.inbox import inbox_rows
+from services.store import NotificationRow
 from services.views.store import (
     GROUPS,
     ViewWrites,
@@ -207,9 +208,7 @@ class ViewRunner:
         at = dict(committed)
         if self._pending is not None:
             at["cases"] = at["dashboard"] = self._pending
-        notifications = self._recorder.select_notifications(
-            min(at.values()) + 1, page_size or self._page_size
-        )
+        notifications = self._read(min(at.values()) + 1, page_size or self._page_size)
         if not notifications and self._pending is None:
             return None
         writes = ViewWrites()
@@ -248,20 +247,30 @@ class ViewRunner:
         self._inbox_rows, self._caseload_rows = {}, {}
         self._complete = False
 
-    def _apply(self, notifications: list[Any], at: dict[str, int], writes: ViewWrites) -> None:
+    def _read(self, start: int, limit: int) -> list[NotificationRow]:
+        """The notification log from ``start`` as plain tuples (the hub's recorders
+        read them without building UUIDs; any other recorder is adapted)."""
+        read_rows = getattr(self._recorder, "select_notification_rows", None)
+        if read_rows is not None:
+            return read_rows(start, limit)
+        return [
+            (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            for n in self._recorder.select_notifications(start, limit)
+        ]
+
+    def _apply(
+        self, notifications: list[NotificationRow], at: dict[str, int], writes: ViewWrites
+    ) -> None:
         at_cases = at.get("cases")
         at_audit = at.get("audit")
         # Each case event's id as text, once (None for other aggregates' events).
-        case_ids = [
-            str(n.originator_id) if n.topic.startswith(CASE_TOPIC_PREFIX) else None
-            for n in notifications
-        ]
+        case_ids = [n[1] if n[3].startswith(CASE_TOPIC_PREFIX) else None for n in notifications]
         if at_cases is not None and not self._complete:
             self._load_docs(
                 {
                     c
                     for n, c in zip(notifications, case_ids, strict=True)
-                    if c is not None and n.id > at_cases
+                    if c is not None and n[0] > at_cases
                 }
                 - self._docs.keys()
             )
@@ -270,7 +279,7 @@ class ViewRunner:
         )
         if changed:
             self._fold_cases(changed)
-        last = notifications[-1].id
+        last = notifications[-1][0]
         if at_cases is not None and last > at_cases:
             self._pending = last
         if at_audit is not None and last > at_audit:
@@ -279,7 +288,7 @@ class ViewRunner:
 
     def _decode_and_chain(
         self,
-        notifications: list[Any],
+        notifications: list[NotificationRow],
         case_ids: list[str | None],
         at_cases: int | None,
         at_audit: int | None,
@@ -287,21 +296,22 @@ class ViewRunner:
     ) -> tuple[dict[str, list[EventRecord]], bytes]:
         """1. In global order: decode each case event, and chain the audit trail.
         Returns each case's events to fold (in order) and the chain's head."""
-        fold_after = at_cases if at_cases is not None else notifications[-1].id
-        chain_after = at_audit if at_audit is not None else notifications[-1].id
+        fold_after = at_cases if at_cases is not None else notifications[-1][0]
+        chain_after = at_audit if at_audit is not None else notifications[-1][0]
         digest = bytes.fromhex(self._load_head()) if at_audit is not None else b""
         audit = writes.audit
         checkpoint_every = self._checkpoint_every
         changed: dict[str, list[EventRecord]] = {}
-        for n, case_id in zip(notifications, case_ids, strict=True):
-            position = n.id
+        for (position, originator_id, version, topic, state), case_id in zip(
+            notifications, case_ids, strict=True
+        ):
             fold = position > fold_after
             chain = position > chain_after
             if not (fold or chain):
                 continue
             record: EventRecord | None = None
             if case_id is not None:
-                record = decode(position, case_id, n.originator_version, n.topic, n.state)
+                record = decode(position, case_id, version, topic, state)
                 if fold:
                     if case_id in changed:
                         changed[case_id].append(record)
@@ -311,12 +321,12 @@ class ViewRunner:
                 digest, row = audit_row(
                     digest,
                     position,
-                    n.originator_id,
-                    n.originator_version,
-                    n.topic,
-                    n.state,
+                    originator_id,
+                    version,
+                    topic,
+                    state,
                     record,
-                    case_id,
+                    originator_id,  # canonical UUID text already
                 )
                 audit.append(row)
                 if position % checkpoint_every == 0:

@@ -174,3 +174,17 @@ def test_view_groups_keep_cases_and_dashboard_together() -> None:
     assert view_groups(["audit"]) == ("audit",)
     with pytest.raises(ValueError, match="unknown view groups"):
         view_groups(["inbox"])
+
+
+def test_the_runner_reads_the_log_as_the_library_does(
+    hub: Hub, recorded: tuple[int, dict[str, object]]
+) -> None:
+    head, _ = recorded
+    recorder = hub.app.recorder
+    for start, limit in ((1, head), (head // 2, 17), (head, 5), (head + 1, 5)):
+        rows = recorder.select_notification_rows(start, limit)
+        assert rows == [
+            (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+            for n in recorder.select_notifications(start, limit)
+        ]
+    assert len(recorder.select_notification_rows(1, head)) == head
