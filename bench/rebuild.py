@@ -27,7 +27,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from bench.common import Row, report, store_url, stores
@@ -46,29 +48,21 @@ def raw_read_rate(recorder: Any, page: int) -> float:
     """Events/s reading the whole notification log in pages, as the view runner reads
     it (``select_notification_rows``), and decoding each state, with the cyclic
     collector paused as the rebuild pauses it (a like-for-like batch)."""
-    loads = json.loads
-    start, count = 1, 0
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        began = time.perf_counter()
-        while True:
-            rows = recorder.select_notification_rows(start, page)
-            if not rows:
-                break
-            for row in rows:
-                loads(row[4])
-            count += len(rows)
-            start = rows[-1][0] + 1
-        return count / (time.perf_counter() - began)
-    finally:
-        if collecting:
-            gc.enable()
+    return _read_rate(recorder.select_notification_rows, page, itemgetter(0), itemgetter(4))
 
 
 def library_read_rate(recorder: Any, page: int) -> float:
     """``raw_read_rate`` through the library's ``select_notifications`` (Notification
     objects with UUIDs), for comparison."""
+    return _read_rate(recorder.select_notifications, page, attrgetter("id"), attrgetter("state"))
+
+
+def _read_rate(
+    read: Callable[[int, int], Any],
+    page: int,
+    position: Callable[[Any], int],
+    state: Callable[[Any], bytes],
+) -> float:
     loads = json.loads
     start, count = 1, 0
     collecting = gc.isenabled()
@@ -76,13 +70,13 @@ def library_read_rate(recorder: Any, page: int) -> float:
     try:
         began = time.perf_counter()
         while True:
-            notifications = recorder.select_notifications(start, page)
+            notifications = read(start, page)
             if not notifications:
                 break
             for n in notifications:
-                loads(n.state)
+                loads(state(n))
             count += len(notifications)
-            start = notifications[-1].id + 1
+            start = position(notifications[-1]) + 1
         return count / (time.perf_counter() - began)
     finally:
         if collecting:

@@ -12,6 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -250,3 +255,39 @@ def record_all(hub: Hub, messages: Iterable[dict[str, Any]]) -> int:
         assert not result["duplicate"], message
         position = result["position"]
     return position
+
+
+def kill_when(
+    script: Path, env: dict[str, str], reached: int, *, grace: float = 0.0
+) -> tuple[int | None, int | None, str]:
+    """Run ``script`` (it prints the events applied after each page) and SIGKILL it
+    once it has printed at least ``reached`` (``grace`` seconds later: most likely
+    inside the next page's transaction). Returns (the count it was killed after, or
+    None; its return code; its stderr). Bounded: killed anyway after 120 s."""
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed_after = None
+    watchdog = threading.Timer(120, child.kill)  # the read below never blocks for ever
+    watchdog.start()
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip().isdigit() and int(line) >= reached:
+                killed_after = int(line)
+                time.sleep(grace)
+                child.send_signal(signal.SIGKILL)
+                break
+        child.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stderr = child.stderr.read() if child.stderr else ""
+    return killed_after, child.returncode, stderr

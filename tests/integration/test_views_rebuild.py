@@ -8,9 +8,6 @@ row by row (``tests.view_helpers.snapshot``) with what the live runner built.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,8 +19,8 @@ from services.views.runner import ViewRunner, view_groups
 from services.views.store import GROUPS
 from services.views.verify import verify_chain
 from tests.view_helpers import (
-    ROOT,
     history,
+    kill_when,
     process_env,
     record_all,
     register_test_agencies,
@@ -131,33 +128,11 @@ def test_a_rebuild_killed_half_way_resumes_exactly_once(
     head, incremental = recorded
     script = tmp_path / "rebuild.py"
     script.write_text(KILLED_REBUILD.format(page=PAGE))
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=ROOT,
-        env=process_env(database_url, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    killed_after, returncode, stderr = kill_when(
+        script, process_env(database_url, tmp_path), head // 2
     )
-    watchdog = threading.Timer(120, child.kill)
-    watchdog.start()
-    killed_after = None
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.strip().isdigit() and int(line) >= head // 2:
-                killed_after = int(line)
-                child.send_signal(signal.SIGKILL)
-                break
-        child.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    stderr = child.stderr.read() if child.stderr else ""
     assert killed_after is not None, stderr
-    assert child.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     positions = hub.views.positions()
     # The case views stand at their last flush, behind the audit trail's last page.
     assert positions["cases"] == positions["dashboard"] < positions["audit"] < head

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.view_helpers import (
     expected_chain,
     history,
     iso,
+    kill_when,
     process_env,
     record_all,
     register_test_agencies,
@@ -83,34 +83,11 @@ def test_a_killed_runner_resumes_with_nothing_doubled_or_skipped(
     script = tmp_path / "runner.py"
     script.write_text(CHILD.format(page=PAGE, checkpoint=CHECKPOINT_EVERY))
 
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=ROOT,
-        env=process_env(database_url, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    killed_after, returncode, stderr = kill_when(
+        script, process_env(database_url, tmp_path), 1000, grace=0.012
     )
-    killed_after = None
-    watchdog = threading.Timer(120, child.kill)  # the read below never blocks for ever
-    watchdog.start()
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.strip().isdigit() and int(line) >= 1000:
-                killed_after = int(line)
-                time.sleep(0.012)  # most likely inside the next page's transaction
-                child.send_signal(signal.SIGKILL)
-                break
-        child.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    stderr = child.stderr.read() if child.stderr else ""
     assert killed_after is not None, stderr
-    assert child.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
 
     # Mid-stream: every group stopped at the same committed page boundary.
     positions = hub.views.positions()
