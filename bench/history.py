@@ -116,8 +116,17 @@ class _HistoryEnds(Exception):
 class _CaseWriter:
     """Drives one case through its commands with a running agency clock."""
 
-    def __init__(self, rng: random.Random, region: Region, number: int, start: datetime) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        region: Region,
+        number: int,
+        start: datetime,
+        *,
+        encrypt: bool = True,
+    ) -> None:
         self.rng = rng
+        self.encrypt = encrypt
         self.region = region
         self.number = number
         self.t = start
@@ -131,7 +140,9 @@ class _CaseWriter:
         """Personal fields enter events encrypted, as ``MessageService`` stores them."""
         if text is None:
             return None
-        nonce = self.rng.randbytes(12)
+        nonce = self.rng.randbytes(12)  # drawn either way: the same history, on or off
+        if not self.encrypt:
+            return text
         sealed = self._aead.encrypt(nonce, text.encode(), self._key_id.encode())
         return f"enc:v1:{self._key_id}:{base64.b64encode(nonce + sealed).decode()}"
 
@@ -513,6 +524,7 @@ def generate(
     seed: int = 20260101,
     region_count: int | None = None,
     events_per_case: float = 10.0,
+    encrypt: bool = True,
 ) -> History:
     """About ``events`` events (exactly, unless fewer cases fit) in recorded order.
 
@@ -522,14 +534,19 @@ def generate(
     collecting = gc.isenabled()
     gc.disable()  # millions of young objects, no cycles: the collector only costs time
     try:
-        return _generate(mapper, events, seed, region_count, events_per_case)
+        return _generate(mapper, events, seed, region_count, events_per_case, encrypt)
     finally:
         if collecting:
             gc.enable()
 
 
 def _generate(
-    mapper: Any, events: int, seed: int, region_count: int | None, events_per_case: float
+    mapper: Any,
+    events: int,
+    seed: int,
+    region_count: int | None,
+    events_per_case: float,
+    encrypt: bool,
 ) -> History:
     rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     n_cases = max(1, round(events / events_per_case))
@@ -546,7 +563,7 @@ def _generate(
         for _ in range(batch):
             number += 1
             start = HISTORY_START + timedelta(seconds=rng.random() * span)
-            writer = _CaseWriter(rng, rng.choice(region_list), number, start)
+            writer = _CaseWriter(rng, rng.choice(region_list), number, start, encrypt=encrypt)
             case = writer.run()
             if case is None:
                 continue
