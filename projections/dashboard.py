@@ -147,14 +147,6 @@ def dashboard_delta(state: dict[str, Any], before: Snapshot | None, after: Doc) 
     apply_dashboard_ops(state, dashboard_ops(before, after)[1])
 
 
-def dashboard_step(state: dict[str, Any], before: Snapshot | None, after: Doc) -> Snapshot | None:
-    """``dashboard_delta``, returning ``dashboard_snapshot(after)``: the case's next
-    ``before``."""
-    snapshot, ops = dashboard_ops(before, after)
-    apply_dashboard_ops(state, ops)
-    return snapshot
-
-
 def apply_dashboard_ops(state: dict[str, Any], ops: DashboardOps) -> None:
     apply_all_dashboard_ops(state, (ops,))
 

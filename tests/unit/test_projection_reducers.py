@@ -16,8 +16,10 @@ from projections.case_doc import ERASED, reduce_case
 from projections.case_view import case_view, entitled
 from projections.caseload import caseload_rows, involved_agencies
 from projections.dashboard import (
+    apply_all_dashboard_ops,
     dashboard_delta,
     dashboard_figures,
+    dashboard_ops,
     dashboard_snapshot,
     empty_state,
 )
@@ -624,7 +626,8 @@ def test_dashboard_delta_moves_counters_with_the_case() -> None:
     assert state["places_used"] == {"Prog|Nord": 1}
 
 
-def test_dashboard_rehab_decisions_employment_and_places() -> None:
+def _two_cases() -> list[EventRecord]:
+    """Two cases with rehab decisions (one met, one missed), employment and places."""
     ev = Events()
     events = [
         opened(ev),
@@ -648,6 +651,11 @@ def test_dashboard_rehab_decisions_employment_and_places() -> None:
             "EmploymentStarted", JC, 400, employer="e", kind="employment", start_date="2027-04-10"
         ),
     ]
+    return events
+
+
+def test_dashboard_rehab_decisions_employment_and_places() -> None:
+    events = _two_cases()
     state = _fold_dashboard(events)
     offers = [
         {"agency": COACH, "programme": "Prog", "site": "Nord", "due_at": t(10)},
@@ -693,6 +701,23 @@ def test_dashboard_rehab_decisions_employment_and_places() -> None:
             "p90_hours": 48.0,
         },
     ]
+
+
+def test_dashboard_totals_do_not_depend_on_the_grain_or_the_order_of_folding() -> None:
+    events = _two_cases()
+    per_event = _fold_dashboard(events)
+
+    # Each case folded whole, the later case first (a rebuild writes a case once).
+    docs: dict[str, Any] = {}
+    for event in events:
+        docs[event.case_id] = reduce_case(docs.get(event.case_id), event)
+    at_once = empty_state()
+    apply_all_dashboard_ops(
+        at_once, [dashboard_ops(None, doc)[1] for doc in reversed(docs.values())]
+    )
+
+    assert at_once == per_event
+    assert json.dumps(at_once, sort_keys=True) == json.dumps(per_event, sort_keys=True)
 
 
 def test_dashboard_quantiles_over_many_acceptances() -> None:
