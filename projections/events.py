@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 CASE_TOPIC_PREFIX = "domain.case:Case."
-_ENVELOPE_KEYS = ("originator_topic", "timestamp")
 
 
 class EventRecord(NamedTuple):
@@ -75,7 +74,7 @@ def decode(
         state = bytes(state)
     data = _decode(state.decode())
     recorded_at = data.pop("timestamp")
-    data.pop("originator_topic", None)  # the other envelope key (_ENVELOPE_KEYS)
+    data.pop("originator_topic", None)  # the library's envelope, with the timestamp
     return EventRecord(  # positional: position, case_id, version, type, agency, actor,
         position,  # occurred_at, recorded_at, data (quicker than by name)
         str(originator_id),

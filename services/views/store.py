@@ -26,9 +26,6 @@ def dump_json(doc: Any) -> str:
     return orjson.dumps(doc).decode()
 
 
-_dumps = dump_json
-
-
 def tracking_name(group: str) -> str:
     return f"view:{group}"
 
@@ -226,7 +223,7 @@ class _ViewSQL:
             c.execute(
                 f"INSERT INTO view_dashboard VALUES ({p},{p}) "
                 "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                ("totals", _dumps(writes.dashboard)),
+                ("totals", dump_json(writes.dashboard)),
             )
         for group, position in writes.positions.items():
             self._insert_tracking(c, Tracking(tracking_name(group), position))
