@@ -43,6 +43,8 @@ from services.views.store import (
 log = structlog.get_logger("hub.views")
 
 MAX_CACHED_DOCS = 200_000  # bound memory on very large rebuilds
+MAX_REFUSALS = 10  # pages in a row refused because the views moved meanwhile
+_REFUSED = -1  # ``_page``: nothing written, the views moved under the page
 _UNKNOWN: Any = object()
 
 
@@ -175,11 +177,17 @@ class ViewRunner:
 
     def _catch_up(self, progress: Callable[[int, int], None] | None, page_size: int) -> int:
         with self._lock:
-            applied = 0
+            applied = refused = 0
             while True:
                 done = self._page(page_size)
                 if done is None:
                     return applied
+                if done == _REFUSED:  # the views moved under this page: look again
+                    refused += 1
+                    if refused > MAX_REFUSALS:
+                        return applied  # the live loop tries again at its next wake-up
+                    continue
+                refused = 0
                 applied += done
                 if progress is not None:
                     progress(applied, self._recorder.max_notification_id() or 0)
@@ -203,7 +211,8 @@ class ViewRunner:
         return committed
 
     def _page(self, page_size: int | None = None) -> int | None:
-        """Apply one page; the number of events applied, None when there was nothing."""
+        """Apply one page; the number of events applied, None when there was nothing,
+        ``_REFUSED`` when the views moved meanwhile (nothing written)."""
         committed = self._committed()
         at = dict(committed)
         if self._pending is not None:
@@ -219,13 +228,15 @@ class ViewRunner:
                 not self._defer or not notifications or len(self._docs) > MAX_CACHED_DOCS
             ):
                 self._write_cases(writes)
+            writes.expected = {g: committed[g] for g in writes.positions}
             self._views.commit(writes)
         except IntegrityError:
-            # Another runner advanced the same views first: its rows stand, ours are
-            # dropped whole with the transaction; start again from the tables.
+            # Another runner advanced the same views first, or a rebuild reset them
+            # (``ViewsMoved``): their rows stand, ours are dropped whole with the
+            # transaction; start again from the tables.
             log.info("views_advanced_elsewhere", start=min(at.values()) + 1)
             self._forget()
-            return 0
+            return _REFUSED
         except BaseException:
             self._forget()
             raise

@@ -13,11 +13,16 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 GROUPS = ("cases", "dashboard", "audit")
+
+
+class ViewsMoved(IntegrityError):
+    """A batch was computed from positions its views no longer stand at (another
+    runner applied them, or a rebuild reset them): nothing of it is written."""
 
 
 def dump_json(doc: Any) -> str:
@@ -123,6 +128,9 @@ class ViewWrites:
     the runner knows what the table holds, as only the difference."""
 
     positions: dict[str, int] = field(default_factory=dict)
+    # The positions the batch was computed from, for the groups in ``positions``: it
+    # commits only if every one of them still stands there (else ``ViewsMoved``).
+    expected: dict[str, int] = field(default_factory=dict)
     case_docs: dict[str, str] = field(default_factory=dict)  # case -> document (JSON)
     case_docs_insert: list[tuple[str, str]] = field(default_factory=list)  # case had none
     inbox_replace: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
@@ -174,8 +182,26 @@ class _ViewSQL:
 
     # ---- writing -------------------------------------------------------------
 
+    def check_positions(self, c: Any, expected: dict[str, int]) -> None:
+        """Raise ``ViewsMoved`` unless each group stands at its expected position.
+        Called inside the batch's transaction once it holds the views' write lock."""
+        if not expected:
+            return
+        names = {tracking_name(g): g for g in expected}
+        c.execute(
+            "SELECT application_name AS name, MAX(notification_id) AS position "
+            f"FROM {self.tracking_table} WHERE application_name IN "
+            f"({','.join([self.P] * len(names))}) GROUP BY application_name",
+            tuple(names),
+        )
+        found = {names[row["name"]]: row["position"] for row in c.fetchall()}
+        for group, position in expected.items():
+            if found.get(group, 0) != position:
+                raise ViewsMoved(f"{group} stands at {found.get(group, 0)}, not {position}")
+
     def write_batch(self, c: Any, writes: ViewWrites) -> None:
         p = self.P
+        self.check_positions(c, writes.expected)
         if writes.case_docs:
             self.upsert_rows(
                 c,
@@ -318,6 +344,9 @@ class SQLiteViewStore(_ViewSQL, SQLiteTrackingRecorder):
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.transaction(commit=True) as c:
+                    # Take the write lock before reading the positions (a write that
+                    # changes nothing), so no other commit or reset comes in between.
+                    c.execute(f"UPDATE {self.tracking_table} SET notification_id = 0 WHERE 0")
                     self.write_batch(c, writes)
             finally:
                 if relax:
@@ -376,9 +405,15 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
 
         curs.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self._schema)))
 
+    def _lock_views(self, curs: Any) -> None:
+        """Commits and resets of this schema's views, one at a time (until the
+        transaction ends): positions read after this stay true until the commit."""
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hub-views:{self._schema}",))
+
     def commit(self, writes: ViewWrites) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._in_schema(curs)
+            self._lock_views(curs)
             # Views are derived data: a crash may lose the last view commits (never
             # half of one), which are applied again from the tracked positions.
             curs.execute("SET LOCAL synchronous_commit = off")
@@ -437,6 +472,7 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
     def reset(self, groups: tuple[str, ...], *, drop_indexes: bool = False) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._in_schema(curs)
+            self._lock_views(curs)
             for group in groups:
                 for statement, params in self.reset_statements(group):
                     curs.execute(statement, params)

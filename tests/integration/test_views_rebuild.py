@@ -1,5 +1,6 @@
 """Rebuilds: the audit trail in a second process, case views written once at the end
-(or whenever the cache is full), and a rebuild killed half-way resumed exactly once.
+(or whenever the cache is full), a rebuild killed half-way resumed exactly once, and
+a rebuild beside a live runner in another process.
 
 Every test runs on SQLite and PostgreSQL; "the same rows" compares every view table
 row by row (``tests.view_helpers.snapshot``) with what the live runner built.
@@ -8,6 +9,9 @@ row by row (``tests.view_helpers.snapshot``) with what the live runner built.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,8 @@ from services.views.runner import ViewRunner, view_groups
 from services.views.store import GROUPS
 from services.views.verify import verify_chain
 from tests.view_helpers import (
+    ROOT,
+    case_history,
     history,
     kill_when,
     process_env,
@@ -163,3 +169,75 @@ def test_the_runner_reads_the_log_as_the_library_does(
             for n in recorder.select_notifications(start, limit)
         ]
     assert len(recorder.select_notification_rows(1, head)) == head
+
+
+def test_a_page_computed_before_a_reset_is_refused_whole(
+    hub: Hub, recorded: tuple[int, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process resets the views (a rebuild starting) between this runner's
+    read of the positions and its commit: the page must not land in the emptied
+    tables with its positions, as if the events before it were applied."""
+    head, _ = recorded
+    runner = hub.views
+    assert runner.position() == head
+    record_all(hub, case_history(CASES))  # one more case to apply
+    original = hub.view_store.commit
+    resets = []
+
+    def reset_first(writes: object) -> None:
+        if not resets:
+            resets.append(True)
+            hub.view_store.reset(GROUPS)  # as ``rebuild`` in another process does
+        original(writes)
+
+    monkeypatch.setattr(hub.view_store, "commit", reset_first)
+    applied = runner.catch_up()
+
+    assert resets
+    newest = hub.app.recorder.max_notification_id()
+    assert applied == newest  # refused once, then everything again from the start
+    assert runner.positions() == dict.fromkeys(GROUPS, newest)
+    built = snapshot(hub.view_store)
+    ViewRunner(hub.app.recorder, hub.view_store).rebuild()
+    assert built == snapshot(hub.view_store)
+    assert verify_chain(hub.app.recorder, hub.view_store).ok
+
+
+def test_a_rebuild_in_another_process_beside_a_live_runner_leaves_exact_views(
+    hub: Hub, recorded: tuple[int, dict[str, object]], database_url: str, tmp_path: Path
+) -> None:
+    """``hub projections rebuild`` while ``hub serve``'s runner applies new messages:
+    whichever applies a page first, the views end exactly as a clean rebuild."""
+    runner = hub.views
+    runner.start(poll_interval=0.02)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "projections", "rebuild"],
+        cwd=ROOT,
+        env=process_env(database_url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    case, deadline = CASES, time.monotonic() + 60
+    try:
+        while child.poll() is None and time.monotonic() < deadline and case < CASES + 400:
+            record_all(hub, case_history(case))
+            runner.notify()
+            case += 1
+        out, err = child.communicate(timeout=60)
+    finally:
+        runner.stop()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert "rebuilt cases, dashboard, audit" in out
+    record_all(hub, case_history(case))  # and one more after it
+    runner.catch_up()
+
+    newest = hub.app.recorder.max_notification_id()
+    assert runner.positions() == dict.fromkeys(GROUPS, newest)
+    live = snapshot(hub.view_store)
+    ViewRunner(hub.app.recorder, hub.view_store).rebuild()
+    assert live == snapshot(hub.view_store)
+    assert verify_chain(hub.app.recorder, hub.view_store).ok
