@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
+from zlib import crc32
 
 import orjson
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -182,26 +183,8 @@ class _ViewSQL:
 
     # ---- writing -------------------------------------------------------------
 
-    def check_positions(self, c: Any, expected: dict[str, int]) -> None:
-        """Raise ``ViewsMoved`` unless each group stands at its expected position.
-        Called inside the batch's transaction once it holds the views' write lock."""
-        if not expected:
-            return
-        names = {tracking_name(g): g for g in expected}
-        c.execute(
-            "SELECT application_name AS name, MAX(notification_id) AS position "
-            f"FROM {self.tracking_table} WHERE application_name IN "
-            f"({','.join([self.P] * len(names))}) GROUP BY application_name",
-            tuple(names),
-        )
-        found = {names[row["name"]]: row["position"] for row in c.fetchall()}
-        for group, position in expected.items():
-            if found.get(group, 0) != position:
-                raise ViewsMoved(f"{group} stands at {found.get(group, 0)}, not {position}")
-
     def write_batch(self, c: Any, writes: ViewWrites) -> None:
         p = self.P
-        self.check_positions(c, writes.expected)
         if writes.case_docs:
             self.upsert_rows(
                 c,
@@ -251,8 +234,35 @@ class _ViewSQL:
                 "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
                 ("totals", dump_json(writes.dashboard)),
             )
+        self.write_positions(c, writes)
+
+    def write_positions(self, c: Any, writes: ViewWrites) -> None:
+        """Each group's new position, set only where the group still stands at its
+        expected one (else ``ViewsMoved``, and the transaction rolls back). Last in the
+        batch: by then the transaction holds the write lock (SQLite) or the views'
+        lock (PostgreSQL), so nothing moves between this check and the commit."""
+        t, p = self.tracking_table, self.P
         for group, position in writes.positions.items():
-            self._insert_tracking(c, Tracking(tracking_name(group), position))
+            name = tracking_name(group)
+            expected = writes.expected.get(group)
+            if expected is None:  # no expectation: only forwards, as the library does
+                self._insert_tracking(c, Tracking(name, position))
+                continue
+            if expected == 0:  # the group has no row yet (new, or reset)
+                c.execute(
+                    f"INSERT INTO {t} VALUES ({p}, {p}) ON CONFLICT DO NOTHING "
+                    "RETURNING notification_id",
+                    (name, position),
+                )
+            else:
+                c.execute(
+                    f"UPDATE {t} SET notification_id = {p} "
+                    f"WHERE application_name = {p} AND notification_id = {p} "
+                    "RETURNING notification_id",
+                    (position, name, expected),
+                )
+            if c.fetchone() is None:
+                raise ViewsMoved(f"{group} no longer stands at {expected}")
 
     # Row statements, one call per table and batch. SQLite: prepared statements run
     # row by row in this process, as quick as it gets there. PostgreSQL overrides
@@ -320,7 +330,17 @@ class _ViewSQL:
         return statements
 
 
+def _require_single_row_tracking(datastore: Any) -> None:
+    # ``write_positions`` compares and sets the one tracking row of each view group.
+    if not datastore.single_row_tracking:
+        raise ValueError("the view tables need the library's single-row tracking (its default)")
+
+
 class SQLiteViewStore(_ViewSQL, SQLiteTrackingRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        _require_single_row_tracking(datastore)
+        super().__init__(datastore, **kwargs)
+
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *self.view_create_statements()]
 
@@ -344,9 +364,6 @@ class SQLiteViewStore(_ViewSQL, SQLiteTrackingRecorder):
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 with conn.transaction(commit=True) as c:
-                    # Take the write lock before reading the positions (a write that
-                    # changes nothing), so no other commit or reset comes in between.
-                    c.execute(f"UPDATE {self.tracking_table} SET notification_id = 0 WHERE 0")
                     self.write_batch(c, writes)
             finally:
                 if relax:
@@ -383,6 +400,7 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
     KEYED_TABLE = ""
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        _require_single_row_tracking(datastore)
         super().__init__(datastore, **kwargs)
         from psycopg.sql import SQL
 
@@ -400,23 +418,23 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             return {name: self._max_tracking_id(name, curs) or 0 for name in names}
 
-    def _in_schema(self, curs: Any) -> None:
+    def _in_schema(self, curs: Any, *then: str) -> None:
+        """This transaction in the hub's schema, then ``then`` (plain statements), in
+        one round trip."""
         from psycopg.sql import SQL, Identifier
 
-        curs.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self._schema)))
+        statements = [SQL("SET LOCAL search_path TO {}").format(Identifier(self._schema))]
+        statements.extend(SQL(statement) for statement in then)  # type: ignore[arg-type]
+        curs.execute(SQL("; ").join(statements))
 
-    def _lock_views(self, curs: Any) -> None:
+    def _lock_views(self) -> str:
         """Commits and resets of this schema's views, one at a time (until the
-        transaction ends): positions read after this stay true until the commit."""
-        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hub-views:{self._schema}",))
+        transaction ends): a reset's deletes never miss rows of a commit that lands
+        while it runs, and a commit's positions are set against settled rows."""
+        return f"SELECT pg_advisory_xact_lock({crc32(f'hub-views:{self._schema}'.encode())})"
 
     def commit(self, writes: ViewWrites) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            self._in_schema(curs)
-            self._lock_views(curs)
-            # Views are derived data: a crash may lose the last view commits (never
-            # half of one), which are applied again from the tracked positions.
-            curs.execute("SET LOCAL synchronous_commit = off")
             if self._lz4 is None:
                 curs.execute(
                     "SELECT 'lz4' = ANY(enumvals) AS lz4 FROM pg_settings "
@@ -424,8 +442,15 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
                 )
                 found = curs.fetchone()
                 self._lz4 = bool(found and found["lz4"])
-            if self._lz4:  # documents (kilobytes each) compress several times quicker
-                curs.execute("SET LOCAL default_toast_compression = 'lz4'")
+            self._in_schema(
+                curs,
+                self._lock_views(),
+                # Views are derived data: a crash may lose the last view commits (never
+                # half of one), which are applied again from the tracked positions.
+                "SET LOCAL synchronous_commit = off",
+                # Documents (kilobytes each) compress several times quicker.
+                *(["SET LOCAL default_toast_compression = 'lz4'"] if self._lz4 else []),
+            )
             self.write_batch(curs, writes)
 
     def insert_rows(
@@ -471,8 +496,7 @@ class PostgresViewStore(_ViewSQL, PostgresTrackingRecorder):
 
     def reset(self, groups: tuple[str, ...], *, drop_indexes: bool = False) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            self._in_schema(curs)
-            self._lock_views(curs)
+            self._in_schema(curs, self._lock_views())
             for group in groups:
                 for statement, params in self.reset_statements(group):
                     curs.execute(statement, params)
