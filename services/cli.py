@@ -149,6 +149,8 @@ def serve(
             _load_demo_and_print_tokens(hub, host, port)
         hub.views.catch_up()
         background = _start_kafka_in_process(hub)
+        if background is None:
+            _survive_reraised_signals()
         typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
         try:
             uvicorn.run(
@@ -179,6 +181,17 @@ def _start_kafka_in_process(hub: Hub) -> Any:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: background.stop_event.set())
     return background
+
+
+def _survive_reraised_signals() -> None:
+    """uvicorn shuts down gracefully on SIGTERM or SIGINT, restores the handlers it
+    found and raises the signal again: with the default ones, that ended the process
+    (exit -15) before the hub was closed. Once uvicorn has returned, there is nothing
+    left for the signal to stop."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
 
 def _load_demo_and_print_tokens(hub: Hub, host: str, port: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.demo import demo_id
+from tests.http_helpers import hub_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,3 +149,11 @@ def test_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "store_unavailable" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_serve_without_kafka_stops_cleanly_on_sigterm(database_url: str, tmp_path: Path) -> None:
+    """A service manager stops ``hub serve`` with SIGTERM: it shuts down, closes the
+    store and exits 0 (not killed by the signal after the graceful shutdown)."""
+    with hub_serve(database_url, tmp_path / "var", demo=False) as served:
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=30) == 0
