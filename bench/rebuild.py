@@ -48,8 +48,8 @@ FULL_EVENTS = 1_000_000
 QUICK_EVENTS = 20_000
 TARGET_RATE = {"sqlite": 50_000.0}
 TARGET_RATIO = 0.4
-T = TypeVar("T")
 CRYPTO_TARGET = 0.8
+T = TypeVar("T")
 
 
 def raw_read_rate(recorder: Any, page: int) -> float:
@@ -95,7 +95,6 @@ def _read_rate(
 class Measured:
     events: int
     cases: int
-    written: float  # events/s into the store
     raw: float
     library_raw: float  # the same through select_notifications
     rebuild: float  # as ``hub projections rebuild`` does it on this machine
@@ -127,9 +126,7 @@ def measure(url: str, var: str, size: int, say: Any) -> Measured:
     raw = max(raw_before, raw_after)
     library = fresh(read_in_process, url, var, "library")
     say(f"  read through select_notifications and decode: {library:,.0f} events/s")
-    return Measured(
-        events, cases, written.rate, raw, library, rates[default], rates[not default], default
-    )
+    return Measured(events, cases, raw, library, rates[default], rates[not default], default)
 
 
 def fresh(function: Callable[..., T], *args: Any) -> T:
