@@ -7,6 +7,7 @@ the same transaction as the events or live beside them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -18,7 +19,14 @@ POSTGRES_RECORDER_TOPIC = "services.store.postgres:HubPostgresRecorder"
 
 @dataclass(frozen=True)
 class Receipt:
-    """The first answer to a message, stored with its events (idempotency)."""
+    """The first answer to a message, stored with its events (idempotency).
+
+    The key is (``agency``, ``message_id``): message ids are the sender's, so another
+    agency's message with the same id is another message. ``body_hash`` tells a true
+    repeat from a reused id (see ``services.application.message_body_hash``). Receipts stored
+    before the key had an agency are migrated; one whose agency could not be found
+    keeps ``agency`` None and answers for every agency, as all receipts did then.
+    """
 
     message_id: UUID
     case_id: UUID
@@ -28,6 +36,8 @@ class Receipt:
     # read, so writing the receipt needs no extra round trip after the insert.
     case_version: int
     position: int | None = None
+    agency: str | None = None
+    body_hash: str | None = None
 
     def to_result(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -54,6 +64,19 @@ class PositionedEvent:
 # a rebuild reads a million of them.
 NotificationRow = tuple[int, str, int, str, bytes]
 
+RECEIPT_COLUMNS = "message_id, case_id, message_type, handover_id, case_version, agency, body_hash"
+
+
+def agency_of_state(state: bytes) -> str | None:
+    """The acting agency of a stored case event (every case event records its act's
+    ``agency``), or None when the state is not the JSON this hub writes."""
+    try:
+        decoded = json.loads(state)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    agency = decoded.get("agency") if isinstance(decoded, dict) else None
+    return agency if isinstance(agency, str) and agency else None
+
 
 @dataclass(frozen=True)
 class TokenRecord:
@@ -64,7 +87,12 @@ class TokenRecord:
 
 
 class HubStore(Protocol):
-    def find_receipt(self, message_id: UUID) -> Receipt | None: ...
+    # True while receipts without an agency (legacy, unresolved) exist; see Receipt.
+    legacy_receipts: bool
+
+    def find_receipt(self, message_id: UUID, agency: str | None = None) -> Receipt | None:
+        """The receipt of ``agency``'s message ``message_id`` (None: any agency's)."""
+        ...
 
     def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None: ...
 

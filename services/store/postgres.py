@@ -12,10 +12,86 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from services.store import NotificationRow, PositionedEvent, Receipt, TokenRecord
+from services.store import (
+    RECEIPT_COLUMNS,
+    NotificationRow,
+    PositionedEvent,
+    Receipt,
+    TokenRecord,
+    agency_of_state,
+)
 
 
 class HubPostgresRecorder(PostgresApplicationRecorder):
+    legacy_receipts = False
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._migrate_receipts()
+
+    def _migrate_receipts(self) -> None:
+        """Bring a receipts table of the first schema (message_id uuid PRIMARY KEY, no
+        agency, no body_hash) to the current one, in place and idempotently; resolve
+        legacy receipts' agency from their case's event."""
+        if self._receipts_current():
+            self.legacy_receipts = False
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            # Serialises processes starting together; the statements are idempotent.
+            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._receipts))
+            curs.execute(
+                SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS agency text, "
+                    "ADD COLUMN IF NOT EXISTS body_hash text"
+                ).format(self._receipts)
+            )
+            curs.execute(
+                SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS hub_receipts_pkey").format(
+                    self._receipts
+                )
+            )
+            curs.execute(
+                SQL(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS hub_receipts_key ON {} (agency, message_id)"
+                ).format(self._receipts)
+            )
+            curs.execute(
+                SQL(
+                    "SELECT r.message_id, e.state FROM {} r JOIN {} e "
+                    "ON e.originator_id = r.case_id AND e.originator_version = r.case_version "
+                    "WHERE r.agency IS NULL"
+                ).format(self._receipts, self._events)
+            )
+            found = [(agency_of_state(bytes(r["state"])), r["message_id"]) for r in curs.fetchall()]
+            resolved = [(agency, message_id) for agency, message_id in found if agency]
+            if resolved:
+                curs.executemany(
+                    SQL(
+                        "UPDATE {} SET agency = %s WHERE message_id = %s AND agency IS NULL"
+                    ).format(self._receipts),
+                    resolved,
+                )
+        self.legacy_receipts = not self._receipts_current()
+
+    def _receipts_current(self) -> bool:
+        """The table has the key (agency, message_id) and every receipt an agency."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT count(*) AS n FROM pg_indexes WHERE schemaname = %s "
+                "AND tablename = 'hub_receipts' AND indexname = 'hub_receipts_key'",
+                (self.datastore.schema,),
+            )
+            row = curs.fetchone()
+            if row is None or row["n"] == 0:
+                return False
+            curs.execute(
+                SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency IS NULL) AS legacy").format(
+                    self._receipts
+                )
+            )
+            row = curs.fetchone()
+            return row is not None and not row["legacy"]
+
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)
@@ -46,9 +122,11 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         )
         self.sql_create_statements.append(
             SQL(
+                # Keyed by (agency, message_id), by the unique index of
+                # ``_migrate_receipts``; see HubSQLiteRecorder's RECEIPTS_TABLE.
                 "CREATE TABLE IF NOT EXISTS {} ("
-                "message_id uuid PRIMARY KEY, case_id uuid NOT NULL, "
-                "message_type text NOT NULL, handover_id uuid, case_version bigint NOT NULL)"
+                "message_id uuid NOT NULL, case_id uuid NOT NULL, message_type text NOT NULL, "
+                "handover_id uuid, case_version bigint NOT NULL, agency text, body_hash text)"
             ).format(self._receipts)
         )
         self.sql_create_statements.append(
@@ -71,13 +149,17 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             curs.execute(
-                SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s)").format(self._receipts),
+                SQL(
+                    "INSERT INTO {} (" + RECEIPT_COLUMNS + ") VALUES (%s,%s,%s,%s,%s,%s,%s)"
+                ).format(self._receipts),
                 (
                     receipt.message_id,
                     receipt.case_id,
                     receipt.message_type,
                     receipt.handover_id,
                     receipt.case_version,
+                    receipt.agency,
+                    receipt.body_hash,
                 ),
             )
 
@@ -130,15 +212,17 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
                 (value,),
             )
 
-    def find_receipt(self, message_id: UUID) -> Receipt | None:
+    def find_receipt(self, message_id: UUID, agency: str | None = None) -> Receipt | None:
+        # An agency's own receipt first, else a legacy one without agency.
+        of_agency = "" if agency is None else "AND (r.agency = %s OR r.agency IS NULL) "
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
                     "SELECT r.*, e.notification_id AS position FROM {} r LEFT JOIN {} e "
                     "ON e.originator_id = r.case_id AND e.originator_version = r.case_version "
-                    "WHERE r.message_id=%s"
+                    "WHERE r.message_id=%s " + of_agency + "ORDER BY r.agency IS NULL LIMIT 1"
                 ).format(self._receipts, self._events),
-                (message_id,),
+                (message_id,) if agency is None else (message_id, agency),
             )
             row = curs.fetchone()
         if row is None:
@@ -150,6 +234,8 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             handover_id=row["handover_id"],
             case_version=row["case_version"],
             position=row["position"],
+            agency=row["agency"],
+            body_hash=row["body_hash"],
         )
 
     def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:

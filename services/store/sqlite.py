@@ -9,16 +9,85 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from services.store import NotificationRow, PositionedEvent, Receipt, TokenRecord
+from services.store import (
+    RECEIPT_COLUMNS,
+    NotificationRow,
+    PositionedEvent,
+    Receipt,
+    TokenRecord,
+    agency_of_state,
+)
+
+# Keyed by (agency, message_id), by the unique index that ``_migrate_receipts``
+# creates. agency is NULL only in receipts migrated from before it, whose agency was
+# not found (see Receipt). The first table (message_id TEXT PRIMARY KEY, no agency,
+# no body_hash) is rebuilt into this one at start.
+RECEIPTS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {name} ("
+    "message_id TEXT NOT NULL, case_id TEXT NOT NULL, message_type TEXT NOT NULL, "
+    "handover_id TEXT, case_version INTEGER NOT NULL, agency TEXT, body_hash TEXT)"
+)
 
 
 class HubSQLiteRecorder(SQLiteApplicationRecorder):
+    legacy_receipts = False
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._migrate_receipts()
+
+    def _migrate_receipts(self) -> None:
+        """Bring a receipts table of the first schema to the current one, in place and
+        idempotently; resolve legacy receipts' agency from their case's event."""
+        if self._has_nulls():  # the first schema, or receipts still without agency
+            with self.datastore.transaction(commit=True) as c:
+                # A write first: it takes the write lock (waiting for another process
+                # migrating at the same time), then the schema is read again.
+                c.execute(RECEIPTS_TABLE.format(name="hub_receipts_next"))
+                c.execute("PRAGMA table_info(hub_receipts)")
+                if "agency" in {row["name"] for row in c.fetchall()}:
+                    c.execute("DROP TABLE hub_receipts_next")
+                else:
+                    c.execute(
+                        f"INSERT INTO hub_receipts_next ({RECEIPT_COLUMNS}) SELECT message_id, "
+                        "case_id, message_type, handover_id, case_version, NULL, NULL "
+                        "FROM hub_receipts"
+                    )
+                    c.execute("DROP TABLE hub_receipts")
+                    c.execute("ALTER TABLE hub_receipts_next RENAME TO hub_receipts")
+                self._resolve_agencies(c)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS hub_receipts_key "
+                "ON hub_receipts (agency, message_id)"
+            )
+        self.legacy_receipts = self._has_nulls()
+
+    def _has_nulls(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("PRAGMA table_info(hub_receipts)")
+            if "agency" not in {row["name"] for row in c.fetchall()}:
+                return True
+            c.execute("SELECT 1 FROM hub_receipts WHERE agency IS NULL LIMIT 1")
+            return c.fetchone() is not None
+
+    def _resolve_agencies(self, c: SQLiteCursor) -> None:
+        c.execute(
+            "SELECT r.rowid AS id, e.state FROM hub_receipts r "
+            f"JOIN {self.events_table_name} e ON e.originator_id = r.case_id "
+            "AND e.originator_version = r.case_version WHERE r.agency IS NULL"
+        )
+        found = [(agency_of_state(bytes(row["state"])), row["id"]) for row in c.fetchall()]
+        resolved = [(agency, rowid) for agency, rowid in found if agency is not None]
+        if resolved:
+            c.sqlite_cursor.executemany(
+                "UPDATE hub_receipts SET agency = ? WHERE rowid = ?", resolved
+            )
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS hub_receipts ("
-            "message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, "
-            "message_type TEXT NOT NULL, handover_id TEXT, case_version INTEGER NOT NULL)",
+            RECEIPTS_TABLE.format(name="hub_receipts"),
             "CREATE TABLE IF NOT EXISTS hub_tokens ("
             "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
             "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)",
@@ -39,13 +108,15 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             c.execute(
-                "INSERT INTO hub_receipts VALUES (?,?,?,?,?)",
+                f"INSERT INTO hub_receipts ({RECEIPT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 (
                     receipt.message_id.hex,
                     receipt.case_id.hex,
                     receipt.message_type,
                     str(receipt.handover_id) if receipt.handover_id else None,
                     receipt.case_version,
+                    receipt.agency,
+                    receipt.body_hash,
                 ),
             )
         return positions
@@ -93,13 +164,16 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute("INSERT INTO hub_key_check VALUES (1, ?) ON CONFLICT DO NOTHING", (value,))
 
-    def find_receipt(self, message_id: UUID) -> Receipt | None:
+    def find_receipt(self, message_id: UUID, agency: str | None = None) -> Receipt | None:
+        # An agency's own receipt first, else a legacy one without agency.
+        of_agency = "" if agency is None else "AND (r.agency = ? OR r.agency IS NULL) "
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 "SELECT r.*, e.rowid AS position FROM hub_receipts r "
                 f"LEFT JOIN {self.events_table_name} e ON e.originator_id = r.case_id "
-                "AND e.originator_version = r.case_version WHERE r.message_id=?",
-                (message_id.hex,),
+                f"AND e.originator_version = r.case_version WHERE r.message_id=? {of_agency}"
+                "ORDER BY r.agency IS NULL LIMIT 1",
+                (message_id.hex,) if agency is None else (message_id.hex, agency),
             )
             row = c.fetchone()
         if row is None:
@@ -111,6 +185,8 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             handover_id=UUID(row["handover_id"]) if row["handover_id"] else None,
             case_version=row["case_version"],
             position=row["position"],
+            agency=row["agency"],
+            body_hash=row["body_hash"],
         )
 
     def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:
