@@ -1,15 +1,18 @@
 """The application services: record a message, register agencies, issue tokens.
 
 They take and return plain values (ids, dicts), never aggregates. Idempotency:
-the first answer to a ``message_id`` is stored as a receipt in the same
+the first answer to an agency's ``message_id`` is stored as a receipt in the same
 transaction as the events it caused, so a repeat, even after a restart, returns
-that answer with ``duplicate: true``. Optimistic-concurrency conflicts (two
-writers on one case) are retried with a fresh load.
+that answer with ``duplicate: true``; the same id with another body is refused
+(``message_id_reused``), and another agency's message with that id is its own.
+Optimistic-concurrency conflicts (two writers on one case) are retried with a
+fresh load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import secrets
 import time
@@ -35,6 +38,7 @@ from services.errors import (
     AgencyUnknown,
     CaseNotFound,
     ConcurrencyConflict,
+    MessageIdReused,
     NotAllowed,
     ParticipantDataErased,
 )
@@ -179,6 +183,11 @@ class MessageService:
         erasing = message.type == "participant.erased"
         key_id = case_key_id(str(message.case_id))
         protected: Message | None = None
+        body_hash = message_body_hash(message)  # before encryption, which is randomised
+        if self._app.store.legacy_receipts:  # their NULL agency cannot stop a second insert
+            duplicate = self._duplicate(message, body_hash)
+            if duplicate is not None:
+                return duplicate
         for attempt in range(self._retries + 1):
             try:
                 case = self._load_for(message, as_auditor=as_auditor)
@@ -186,7 +195,7 @@ class MessageService:
                 protected = protected or self._protect(message)
                 case = self._decide(case, protected, as_auditor=as_auditor)
             except (DomainError, AgencyUnknown, CaseNotFound, ParticipantErased) as refusal:
-                duplicate = self._duplicate(message)
+                duplicate = self._duplicate(message, body_hash)
                 if duplicate is not None:
                     return duplicate
                 bound.info("message_refused", code=refusal.code)
@@ -199,6 +208,8 @@ class MessageService:
                 message_type=message.type,
                 handover_id=_handover_id(message),
                 case_version=case.version,
+                agency=message.agency,
+                body_hash=body_hash,
             )
             try:
                 if erasing:  # the key goes in the same transaction as the erasure event
@@ -206,7 +217,7 @@ class MessageService:
                 else:
                     recordings = self._app.save(case, receipt=receipt)
             except IntegrityError:
-                duplicate = self._duplicate(message)
+                duplicate = self._duplicate(message, body_hash)
                 if duplicate is not None:
                     return duplicate
                 bound.debug("concurrency_conflict", attempt=attempt)
@@ -305,10 +316,18 @@ class MessageService:
             raise CaseNotFound(f"case {case_id} does not exist")
         return aggregate
 
-    def _duplicate(self, message: Message) -> dict[str, Any] | None:
-        receipt = self._app.store.find_receipt(message.message_id)
+    def _duplicate(self, message: Message, body_hash: str) -> dict[str, Any] | None:
+        receipt = self._app.store.find_receipt(message.message_id, message.agency)
         if receipt is None:
             return None
+        if receipt.body_hash is not None and receipt.body_hash != body_hash:
+            log.info("message_id_reused", message_id=str(message.message_id), agency=message.agency)
+            raise MessageIdReused(
+                f"message_id {message.message_id} was already used by agency "
+                f"{message.agency} for another message; send a new message with a new "
+                "message_id",
+                message_id=str(message.message_id),
+            )
         log.info(
             "message_duplicate",
             message_id=str(message.message_id),
@@ -337,6 +356,17 @@ def _project(aggregate: Any, events: Iterable[Any]) -> Any:
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
+
+
+def message_body_hash(message: Message) -> str:
+    """SHA-256 (hex) of the parsed message as canonical JSON: pydantic's JSON-mode
+    dump without fields at their default (so an explicit default and an omitted one
+    hash alike, and so do repeats across a schema version adding a defaulted field),
+    keys sorted, no spaces, non-ASCII escaped. Taken before personal fields are
+    encrypted (encryption is randomised); only the hash is stored."""
+    plain = message.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _handover_id(message: Message) -> UUID | None:

@@ -34,3 +34,9 @@ class ParticipantDataErased(ServiceError):
 
 class NotAllowed(ServiceError):
     code = "forbidden"
+
+
+class MessageIdReused(ServiceError):
+    """The agency already sent another message under this ``message_id`` (409)."""
+
+    code = "message_id_reused"
