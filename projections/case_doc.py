@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from projections.events import EventRecord
@@ -317,7 +316,3 @@ def reduce_case(doc: Doc | None, event: EventRecord, *, in_place: bool = False) 
     result["version"] = event.version
     result["position"] = event.position
     return result
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
