@@ -57,7 +57,7 @@ def broker() -> Iterator[str]:
     if external:
         yield external
         return
-    from tests.kafka_broker import start_broker
+    from bench.tansu import start_broker
 
     started = start_broker()
     try:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from projections.events import EventRecord
 
@@ -233,14 +232,14 @@ def _aftercare_ended(doc: Doc, e: EventRecord) -> None:
     doc["aftercare"]["ended_at"] = e.occurred_at
 
 
-def _note_source(doc: Doc, author: str, category: str) -> str:
+def _note_source(doc: Doc, author: str | None, category: str) -> str | None:
     """Whose data a note is: a coach who knows a category only through a consent
     (e.g. health from the clinic) writes down that source's data, not its own."""
     if category == "notes":  # working notes are the author's own
         return author
     for c in doc["consents"].values():
         if c["revoked_at"] is None and category in c["categories"] and author in c["recipients"]:
-            return c["source_agency"]
+            return cast(str, c["source_agency"])
     return author
 
 
@@ -317,7 +316,3 @@ def reduce_case(doc: Doc | None, event: EventRecord, *, in_place: bool = False) 
     result["version"] = event.version
     result["position"] = event.position
     return result
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)

@@ -32,25 +32,6 @@ def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) ->
     return False
 
 
-def visible_categories(doc: Doc, agency: str, at: datetime) -> dict[str, list[str]]:
-    """Per source agency, the categories ``agency`` may see (for the audit of reads)."""
-    sources = {doc["opened_by"], *(c["source_agency"] for c in doc["consents"].values())}
-    categories = (
-        "identity",
-        "contact",
-        "health",
-        "benefits",
-        "employment_history",
-        "assessment",
-        "plan",
-        "notes",
-    )
-    return {
-        source: [c for c in categories if entitled(doc, agency, c, source, at)]
-        for source in sorted(sources)
-    }
-
-
 def full_view(doc: Doc) -> dict[str, Any]:
     """Everything, for auditors (whose reads are recorded)."""
     return _view(doc, lambda category, source: True)

@@ -16,7 +16,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from projections.case_doc import Doc
 
@@ -56,7 +56,7 @@ def _bump(counter: dict[str, int], key: str, by: int) -> None:
 
 
 def _site(doc: Doc) -> str:
-    return doc["programme"] + SEP + (doc["site"] or "-")
+    return cast(str, doc["programme"]) + SEP + (doc["site"] or "-")
 
 
 def _hours(start: str, end: str) -> float:
@@ -135,7 +135,8 @@ def dashboard_ops(
     if snapshot == before:  # most events: notes, appointments, reads
         return snapshot, None
     if before is None or snapshot is None:  # a new case (or none): no difference to take
-        return snapshot, ((), snapshot) if before is None else (before, ())
+        # They differ, so not both are None: the other side is a whole Snapshot.
+        return snapshot, ((), cast(Snapshot, snapshot)) if before is None else (before, ())
     old, new = Counter(before), Counter(snapshot)
     removed = tuple((old - new).elements())
     added = tuple((new - old).elements())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -47,7 +48,8 @@ def _unwrap(obj: dict[str, Any]) -> Any:
 
 
 _decoder = json.JSONDecoder(object_hook=_unwrap)
-_scan = _decoder.scan_once
+# scan_once is set by JSONDecoder.__init__ and missing from typeshed's JSONDecoder.
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
 def _decode(text: str) -> Any:

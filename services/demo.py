@@ -90,6 +90,57 @@ class _Writer:
     def id(self, name: str) -> str:
         return str(demo_id(f"s{self.scenario.number}/{name}"))
 
+    def consent(
+        self,
+        day: float,
+        agency: str,
+        actor: str,
+        consent_id: str,
+        categories: list[str],
+        recipients: list[str],
+        until: float | None = None,
+    ) -> None:
+        """``agency`` grants from ``day`` on (to day ``until``), as the source of its data.
+
+        Every scenario's consent is valid from the day it is given and names its
+        sender as the source. The payload keeps the key order the scenarios were
+        first written with, so the recorded messages stay the same.
+        """
+        payload: dict[str, Any] = {
+            "consent_id": consent_id,
+            "categories": categories,
+            "source_agency": agency,
+            "recipients": recipients,
+            "valid_from": self.at(day).isoformat(),
+        }
+        if until is not None:
+            payload["valid_until"] = self.at(until).isoformat()
+        self.send(day, agency, actor, "consent.granted", payload)
+
+    def offer(
+        self,
+        day: float,
+        agency: str,
+        actor: str,
+        handover: str,
+        kind: str,
+        *,
+        to: str,
+        categories: list[str],
+        reason: str | None = None,
+        expect: str | None = None,
+    ) -> None:
+        """``agency`` offers ``to`` the handover named ``handover`` (id: ``self.id(handover)``)."""
+        payload: dict[str, Any] = {
+            "handover_id": self.id(handover),
+            "kind": kind,
+            "to_agency": to,
+            "data_categories": categories,
+        }
+        if reason is not None:
+            payload["reason"] = reason
+        self.send(day, agency, actor, "handover.offered", payload, expect=expect)
+
 
 def _clinic_to_jobcenter() -> Scenario:
     w = _Writer(1, "Clinic to Jobcenter (G-A-L Oder-Spree)", datetime(2026, 2, 2, 9, tzinfo=CET))
@@ -110,60 +161,38 @@ def _clinic_to_jobcenter() -> Scenario:
             },
         },
     )
-    w.send(
-        0,
-        clinic,
-        "sozialdienst-1",
-        "consent.granted",
-        {
-            "consent_id": "gal-0001-klinik-jc",
-            "categories": ["health", "contact"],
-            "source_agency": clinic,
-            "recipients": [jc],
-            "valid_from": w.at(0).isoformat(),
-            "valid_until": w.at(365).isoformat(),
-        },
+    w.consent(
+        0, clinic, "sozialdienst-1", "gal-0001-klinik-jc", ["health", "contact"], [jc], until=365
     )
-    w.send(
+    w.offer(
         0,
         clinic,
         "sozialdienst-1",
-        "handover.offered",
-        {
-            "handover_id": w.id("discharge"),
-            "kind": "discharge",
-            "to_agency": jc,
-            "data_categories": ["health", "contact"],
-            "reason": "Entlassung in zehn Tagen geplant; Ziel erster Arbeitsmarkt",
-        },
+        "discharge",
+        "discharge",
+        to=jc,
+        categories=["health", "contact"],
+        reason="Entlassung in zehn Tagen geplant; Ziel erster Arbeitsmarkt",
     )
     w.send(3, jc, "eingliederung-7", "handover.accepted", {"handover_id": w.id("discharge")})
     w.send(9, jc, "eingliederung-7", "handover.completed", {"handover_id": w.id("discharge")})
-    w.send(
+    w.consent(
         12,
         jc,
         "eingliederung-7",
-        "consent.granted",
-        {
-            "consent_id": "gal-0001-jc-hwk",
-            "categories": ["identity", "employment_history"],
-            "source_agency": jc,
-            "recipients": [hwk],
-            "valid_from": w.at(12).isoformat(),
-            "valid_until": w.at(400).isoformat(),
-        },
+        "gal-0001-jc-hwk",
+        ["identity", "employment_history"],
+        [hwk],
+        until=400,
     )
-    w.send(
+    w.offer(
         12,
         jc,
         "eingliederung-7",
-        "handover.offered",
-        {
-            "handover_id": w.id("placement"),
-            "kind": "placement_support",
-            "to_agency": hwk,
-            "data_categories": ["identity", "employment_history"],
-        },
+        "placement",
+        "placement_support",
+        to=hwk,
+        categories=["identity", "employment_history"],
     )
     w.send(16, hwk, "akquise-2", "handover.accepted", {"handover_id": w.id("placement")})
     w.send(
@@ -214,32 +243,18 @@ def _rehab_ping_pong_stopped() -> Scenario:
             },
         },
     )
-    w.send(
-        0,
-        jc,
-        "fallmanager-3",
-        "consent.granted",
-        {
-            "consent_id": "tr-0042-reha",
-            "categories": ["health", "assessment"],
-            "source_agency": jc,
-            "recipients": [aa, drv],
-            "valid_from": w.at(0).isoformat(),
-            "valid_until": w.at(180).isoformat(),
-        },
+    w.consent(
+        0, jc, "fallmanager-3", "tr-0042-reha", ["health", "assessment"], [aa, drv], until=180
     )
-    w.send(
+    w.offer(
         0,
         jc,
         "fallmanager-3",
-        "handover.offered",
-        {
-            "handover_id": w.id("reha-1"),
-            "kind": "rehab_application",
-            "to_agency": aa,
-            "data_categories": ["health", "assessment"],
-            "reason": "Antrag auf LTA",
-        },
+        "reha-1",
+        "rehab_application",
+        to=aa,
+        categories=["health", "assessment"],
+        reason="Antrag auf LTA",
     )
     w.send(
         9,
@@ -290,31 +305,17 @@ def _coaching_trier() -> Scenario:
             },
         },
     )
-    w.send(
-        0,
-        jc,
-        "fallmanager-3",
-        "consent.granted",
-        {
-            "consent_id": "tr-0107-coach",
-            "categories": ["identity", "contact", "plan"],
-            "source_agency": jc,
-            "recipients": [coach],
-            "valid_from": w.at(0).isoformat(),
-            "valid_until": w.at(540).isoformat(),
-        },
+    w.consent(
+        0, jc, "fallmanager-3", "tr-0107-coach", ["identity", "contact", "plan"], [coach], until=540
     )
-    w.send(
+    w.offer(
         0,
         jc,
         "fallmanager-3",
-        "handover.offered",
-        {
-            "handover_id": w.id("assignment"),
-            "kind": "assignment",
-            "to_agency": coach,
-            "data_categories": ["identity", "contact"],
-        },
+        "assignment",
+        "assignment",
+        to=coach,
+        categories=["identity", "contact"],
     )
     w.send(2, coach, "leitung-1", "handover.accepted", {"handover_id": w.id("assignment")})
     w.send(2, coach, "leitung-1", "coach.assigned", {"coach": "coach-mueller"})
@@ -390,83 +391,38 @@ def _consent_revoked() -> Scenario:
             },
         },
     )
-    w.send(
+    w.consent(0, clinic, "sozialdienst-2", "erz-0815-jc", ["health", "contact"], [jc])
+    w.offer(
         0,
         clinic,
         "sozialdienst-2",
-        "consent.granted",
-        {
-            "consent_id": "erz-0815-jc",
-            "categories": ["health", "contact"],
-            "source_agency": clinic,
-            "recipients": [jc],
-            "valid_from": w.at(0).isoformat(),
-        },
-    )
-    w.send(
-        0,
-        clinic,
-        "sozialdienst-2",
-        "handover.offered",
-        {
-            "handover_id": w.id("discharge"),
-            "kind": "discharge",
-            "to_agency": jc,
-            "data_categories": ["health", "contact"],
-        },
+        "discharge",
+        "discharge",
+        to=jc,
+        categories=["health", "contact"],
     )
     w.send(4, jc, "integration-4", "handover.accepted", {"handover_id": w.id("discharge")})
-    w.send(
+    w.consent(5, jc, "integration-4", "erz-0815-kopra", ["identity", "contact"], [kopra])
+    w.offer(
         5,
         jc,
         "integration-4",
-        "consent.granted",
-        {
-            "consent_id": "erz-0815-kopra",
-            "categories": ["identity", "contact"],
-            "source_agency": jc,
-            "recipients": [kopra],
-            "valid_from": w.at(5).isoformat(),
-        },
-    )
-    w.send(
-        5,
-        jc,
-        "integration-4",
-        "handover.offered",
-        {
-            "handover_id": w.id("assignment"),
-            "kind": "assignment",
-            "to_agency": kopra,
-            "data_categories": ["identity", "contact"],
-        },
+        "assignment",
+        "assignment",
+        to=kopra,
+        categories=["identity", "contact"],
     )
     w.send(7, kopra, "coach-schmidt", "handover.accepted", {"handover_id": w.id("assignment")})
-    w.send(
-        7,
-        clinic,
-        "sozialdienst-2",
-        "consent.granted",
-        {
-            "consent_id": "erz-0815-health-kopra",
-            "categories": ["health"],
-            "source_agency": clinic,
-            "recipients": [kopra],
-            "valid_from": w.at(7).isoformat(),
-        },
-    )
-    w.send(
+    w.consent(7, clinic, "sozialdienst-2", "erz-0815-health-kopra", ["health"], [kopra])
+    w.offer(
         8,
         clinic,
         "sozialdienst-2",
-        "handover.offered",
-        {
-            "handover_id": w.id("report-1"),
-            "kind": "placement_support",
-            "to_agency": kopra,
-            "data_categories": ["health"],
-            "reason": "Belastbarkeit laut Entlassbericht",
-        },
+        "report-1",
+        "placement_support",
+        to=kopra,
+        categories=["health"],
+        reason="Belastbarkeit laut Entlassbericht",
     )
     w.send(9, kopra, "coach-schmidt", "handover.accepted", {"handover_id": w.id("report-1")})
     w.send(
@@ -477,17 +433,14 @@ def _consent_revoked() -> Scenario:
         {"text": "Belastbarkeit drei Stunden täglich, keine Nachtschichten.", "category": "health"},
     )
     w.send(30, kopra, "coach-schmidt", "consent.revoked", {"consent_id": "erz-0815-health-kopra"})
-    w.send(
+    w.offer(
         35,
         clinic,
         "sozialdienst-2",
-        "handover.offered",
-        {
-            "handover_id": w.id("report-2"),
-            "kind": "placement_support",
-            "to_agency": kopra,
-            "data_categories": ["health"],
-        },
+        "report-2",
+        "placement_support",
+        to=kopra,
+        categories=["health"],
         expect="consent_missing",
     )
     return w.scenario
@@ -514,31 +467,15 @@ def _erasure() -> Scenario:
             },
         },
     )
-    w.send(
+    w.consent(0, jc, "fallmanager-9", "ac-0300-ifd", ["identity", "contact"], [ifd], until=400)
+    w.offer(
         0,
         jc,
         "fallmanager-9",
-        "consent.granted",
-        {
-            "consent_id": "ac-0300-ifd",
-            "categories": ["identity", "contact"],
-            "source_agency": jc,
-            "recipients": [ifd],
-            "valid_from": w.at(0).isoformat(),
-            "valid_until": w.at(400).isoformat(),
-        },
-    )
-    w.send(
-        0,
-        jc,
-        "fallmanager-9",
-        "handover.offered",
-        {
-            "handover_id": w.id("assignment"),
-            "kind": "assignment",
-            "to_agency": ifd,
-            "data_categories": ["identity", "contact"],
-        },
+        "assignment",
+        "assignment",
+        to=ifd,
+        categories=["identity", "contact"],
     )
     w.send(3, ifd, "coach-klein", "handover.accepted", {"handover_id": w.id("assignment")})
     w.send(5, ifd, "coach-klein", "agreement.signed")
