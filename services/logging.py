@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Any
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -22,7 +23,9 @@ WITHHELD = "[withheld]"
 _configured = False
 
 
-def drop_personal_keys(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def drop_personal_keys(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in PERSONAL_KEYS.intersection(event_dict):
         event_dict[key] = WITHHELD
     for key, value in event_dict.items():
@@ -31,9 +34,7 @@ def drop_personal_keys(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str,
     return event_dict
 
 
-def configure_logging(
-    level: str = "INFO", fmt: str = "auto", stream: IO[str] | None = None
-) -> None:
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     global _configured  # noqa: PLW0603 - configured once per process by design
     if _configured:
         return

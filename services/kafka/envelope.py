@@ -71,7 +71,7 @@ def _redact(value: Any, path: str, personal: frozenset[str], withheld: list[str]
         kept: dict[str, Any] = {}
         for key, item in value.items():
             where = f"{path}.{key}" if path else key
-            if where in personal or _is_ciphertext(item):
+            if item is not None and (where in personal or _is_ciphertext(item)):
                 withheld.append(where)
                 continue
             kept[key] = _redact(item, where, personal, withheld)
