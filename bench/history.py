@@ -17,7 +17,6 @@ than everything this generator exists to measure.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gc
 import random
@@ -27,7 +26,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import StoredEvent
 
 from domain.agency import Agency
@@ -41,6 +39,7 @@ from domain.values import (
     HandoverKind,
     Outcome,
 )
+from services.crypto import case_key_id, seal
 
 CET = timezone(timedelta(hours=1), "CET")
 HISTORY_START = datetime(2022, 1, 3, 8, tzinfo=CET)
@@ -133,18 +132,19 @@ class _CaseWriter:
         self.case: Case | None = None
         self.pseudonym = f"P-{number:07d}"
         self.case_id = self.uuid()
-        self._key_id = f"case-{self.case_id}"
-        self._aead = AESGCM(rng.randbytes(32))
+        self._key_id = case_key_id(str(self.case_id))
+        self._key = rng.randbytes(32)
+
+    def seal_text(self, text: str) -> str:
+        """Personal fields enter events encrypted, as ``MessageService`` stores them."""
+        nonce = self.rng.randbytes(12)  # drawn either way: the same history, on or off
+        return seal(self._key, self._key_id, text, nonce) if self.encrypt else text
 
     def seal(self, text: str | None) -> str | None:
-        """Personal fields enter events encrypted, as ``MessageService`` stores them."""
-        if text is None:
-            return None
-        nonce = self.rng.randbytes(12)  # drawn either way: the same history, on or off
-        if not self.encrypt:
-            return text
-        sealed = self._aead.encrypt(nonce, text.encode(), self._key_id.encode())
-        return f"enc:v1:{self._key_id}:{base64.b64encode(nonce + sealed).decode()}"
+        return None if text is None else self.seal_text(text)
+
+    def seal_all(self, texts: Sequence[str]) -> list[str]:
+        return [self.seal_text(text) for text in texts]
 
     def uuid(self) -> UUID:
         return UUID(int=self.rng.getrandbits(128), version=4)
@@ -322,8 +322,12 @@ class _CaseWriter:
         self.wait(rng.uniform(3, 15))
         self.case.agree_plan(
             self.act(coach, coach_user),
-            goals=rng.sample(["Tagesstruktur", "Teilzeitstelle", "Ausbildung", "Führerschein"], 2),
-            modules=rng.sample(["Bewerbungstraining", "Praktikum", "Qualifizierung"], 2),
+            goals=self.seal_all(
+                rng.sample(["Tagesstruktur", "Teilzeitstelle", "Ausbildung", "Führerschein"], 2)
+            ),
+            modules=self.seal_all(
+                rng.sample(["Bewerbungstraining", "Praktikum", "Qualifizierung"], 2)
+            ),
         )
         for _ in range(rng.choice((0, 1, 1))):
             measure = self.uuid()
@@ -332,7 +336,7 @@ class _CaseWriter:
                 self.act(coach, coach_user),
                 measure_id=measure,
                 kind=rng.choice(("internship", "qualification")),
-                title="Praktikum",
+                title=self.seal_text("Praktikum"),
             )
             self.notes(coach, 1, 10)
             self.wait(rng.uniform(10, 60))
@@ -345,12 +349,16 @@ class _CaseWriter:
         if rng.random() < 0.2:
             self.wait(rng.uniform(10, 40))
             self.case.update_plan(
-                self.act(coach, coach_user), goals=["Teilzeitstelle"], modules=["Praktikum"]
+                self.act(coach, coach_user),
+                goals=self.seal_all(["Teilzeitstelle"]),
+                modules=self.seal_all(["Praktikum"]),
             )
         if rng.random() < 0.15:
             self.wait(rng.uniform(100, 300))
             self.case.extend_assignment(
-                self.act(jc), months=rng.choice((3, 6)), reason="Praktikumsplatz in Aussicht"
+                self.act(jc),
+                months=rng.choice((3, 6)),
+                reason=self.seal_text("Praktikumsplatz in Aussicht"),
             )
         employed = rng.random() < 0.45 and self.employment_and_aftercare(rng.choice((jc, coach)))
         self.wait(rng.uniform(5, 30))
@@ -401,7 +409,7 @@ class _CaseWriter:
                 self.act(r.chamber),
                 measure_id=measure,
                 kind="internship",
-                title="Praktikum Tischlerei",
+                title=self.seal_text("Praktikum Tischlerei"),
             )
             self.wait(rng.uniform(14, 60))
             self.case.end_measure(

@@ -17,6 +17,15 @@ from projections.events import EventRecord
 Doc = dict[str, Any]
 PARTICIPANT_CATEGORIES = {"name": "identity", "birth_date": "identity", "contact": "contact"}
 ERASED = "[erased]"
+# Where this document keeps personal data (the fields marked ``Personal`` on the
+# message payloads; a test checks the two agree): blanked on erasure, plaintext
+# or not. Every other ciphertext is blanked too, so a personal field this list
+# does not know yet still reads as erased.
+ERASED_IN_EACH = {"notes": ("text",), "measures": ("title", "result")}
+ERASED_IN = {"employment": ("employer",), "plan": ("goals", "modules")}
+# The prefix of ``services.crypto`` ciphertexts (kept here: projections do not
+# import services; a test checks they agree).
+CIPHERTEXT_PREFIX = "enc:v1:"
 PASSIVE = frozenset({"CaseRead"})  # recorded reads: part of the history, not activity
 
 
@@ -262,14 +271,36 @@ def _case_closed(doc: Doc, e: EventRecord) -> None:
     doc["closed_at"] = e.occurred_at
 
 
+def _erased(value: Any) -> Any:
+    """``value`` blanked: lists stay lists, an absent optional field stays absent."""
+    if isinstance(value, list):
+        return [ERASED] * len(value)
+    return None if value is None else ERASED
+
+
+def _without_ciphertext(value: Any) -> Any:
+    if isinstance(value, str):
+        return ERASED if value.startswith(CIPHERTEXT_PREFIX) else value
+    if isinstance(value, dict):
+        return {k: _without_ciphertext(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_ciphertext(v) for v in value]
+    return value
+
+
 def _participant_erased(doc: Doc, e: EventRecord) -> None:
     doc["erased_at"] = e.occurred_at
     doc["participant"]["fields"] = dict.fromkeys(doc["participant"]["fields"], ERASED)
     doc["participant"]["erased"] = True
-    for note in doc["notes"]:
-        note["text"] = ERASED
-    if doc["employment"] is not None:
-        doc["employment"]["employer"] = ERASED
+    for section, keys in ERASED_IN.items():
+        if doc[section] is not None:
+            doc[section].update({key: _erased(doc[section].get(key)) for key in keys})
+    for section, keys in ERASED_IN_EACH.items():
+        items = doc[section].values() if isinstance(doc[section], dict) else doc[section]
+        for item in items:
+            item.update({key: _erased(item.get(key)) for key in keys})
+    # The participant's key is gone: no ciphertext of this case can be read again.
+    doc.update(_without_ciphertext(doc))
 
 
 APPLY: dict[str, Callable[[Doc, EventRecord], None]] = {

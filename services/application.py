@@ -42,7 +42,7 @@ from services.errors import (
     NotAllowed,
     ParticipantDataErased,
 )
-from services.messages import Message, parse_message
+from services.messages import Message, parse_message, seal_personal
 from services.store import HubStore, Receipt
 
 log = structlog.get_logger("hub.application")
@@ -238,30 +238,15 @@ class MessageService:
         )
 
     def _protect(self, message: Message) -> Message:
-        """Encrypt personal fields before they reach the domain and the event store."""
-        if self._cipher is None:
+        """Encrypt the fields marked ``Personal`` before they reach the domain and the store."""
+        cipher = self._cipher
+        if cipher is None:
             return message
-        payload = message.payload
         key_id = case_key_id(str(message.case_id))
-        fields = PERSONAL_FIELDS.get(message.type, ())
-        update: dict[str, Any] = {}
-        for name in fields:
-            value = getattr(payload, name, None)
-            if value is not None:
-                update[name] = self._cipher.encrypt(key_id, str(value))
-        if message.type == "case.opened":
-            participant = payload.participant
-            personal = {
-                name: self._cipher.encrypt(
-                    key_id, value.isoformat() if hasattr(value, "isoformat") else value
-                )
-                for name in ("name", "birth_date", "contact")
-                if (value := getattr(participant, name)) is not None
-            }
-            update["participant"] = participant.model_copy(update=personal)
-        if not update:
+        payload = seal_personal(message.payload, lambda text: cipher.encrypt(key_id, text))
+        if payload is message.payload:
             return message
-        return message.model_copy(update={"payload": payload.model_copy(update=update)})
+        return message.model_copy(update={"payload": payload})
 
     def record_read(
         self,
@@ -334,18 +319,6 @@ class MessageService:
             case_id=str(receipt.case_id),
         )
         return {**receipt.to_result(), "duplicate": True}
-
-
-# Free-text and identifying payload fields, encrypted per participant (issue: privacy).
-PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "note.added": ("text",),
-    "handover.offered": ("reason",),
-    "handover.declined": ("reason",),
-    "handover.withdrawn": ("reason",),
-    "handover.forwarded": ("reason",),
-    "measure.ended": ("result",),
-    "employment.started": ("employer",),
-}
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

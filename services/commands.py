@@ -1,43 +1,112 @@
 """From a validated message to a call on the ``Case`` aggregate.
 
-One small function per message type, looked up by ``type``; each only unpacks
-the payload. The rules themselves live in ``domain.case``.
+One small typed handler per payload class, registered with ``@handles``
+(the message-bus shape of cosmicpython): a handler only unpacks its payload;
+the rules themselves live in ``domain.case``. ``case.opened`` has no handler,
+since it makes the case rather than changing one: see ``open_case``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from domain import errors
 from domain.case import Act, Case
-from domain.policy import PolicyBook
-from services.messages import Message
+from domain.policy import DeadlinePolicy, PolicyBook
+from services.messages import (
+    AftercareEndedPayload,
+    AftercareStartedPayload,
+    AgreementSignedPayload,
+    AppointmentHeldPayload,
+    AppointmentMissedPayload,
+    AppointmentScheduledPayload,
+    AssignmentExtendedPayload,
+    CaseClosedPayload,
+    CaseOpenedPayload,
+    CoachAssignedPayload,
+    ConsentGrantedPayload,
+    ConsentRevokedPayload,
+    EmploymentStartedPayload,
+    HandoverAcceptedPayload,
+    HandoverCompletedPayload,
+    HandoverDeclinedPayload,
+    HandoverForwardedPayload,
+    HandoverOfferedPayload,
+    HandoverWithdrawnPayload,
+    MeasureEndedPayload,
+    MeasureStartedPayload,
+    Message,
+    NoteAddedPayload,
+    ParticipantErasedPayload,
+    PlanAgreedPayload,
+    PlanUpdatedPayload,
+)
 
-Handler = Callable[[Case, Act, Any, PolicyBook, bool], None]
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may need besides its payload: who acts, and the policies."""
+
+    act: Act
+    book: PolicyBook
+    as_auditor: bool = False
+
+    def policy(self, case: Case) -> DeadlinePolicy:
+        return self.book.for_programme(case.programme)
 
 
-def _policy(case: Case, book: PolicyBook) -> Any:
-    return book.for_programme(case.programme)
+P = TypeVar("P", bound=BaseModel)
+Handler = Callable[[Case, P, Context], None]
+
+HANDLERS: dict[type[BaseModel], Handler[Any]] = {}
 
 
-HANDLERS: dict[str, Handler] = {
-    "consent.granted": lambda case, act, p, book, auditor: case.grant_consent(
-        act,
+def handles(payload: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+    """Register the decorated function as the handler of ``payload``'s message type."""
+
+    def register(handler: Handler[P]) -> Handler[P]:
+        if payload in HANDLERS:
+            raise ValueError(f"{payload.__name__} already has a handler")
+        HANDLERS[payload] = handler
+        return handler
+
+    return register
+
+
+# ---- consents ------------------------------------------------------------------
+
+
+@handles(ConsentGrantedPayload)
+def grant_consent(case: Case, p: ConsentGrantedPayload, ctx: Context) -> None:
+    case.grant_consent(
+        ctx.act,
         consent_id=p.consent_id,
         categories=list(p.categories),
         source_agency=p.source_agency,
         recipients=list(p.recipients),
         valid_from=p.valid_from,
         valid_until=p.valid_until,
-    ),
-    "consent.revoked": lambda case, act, p, book, auditor: case.revoke_consent(
-        act, consent_id=p.consent_id
-    ),
-    "handover.offered": lambda case, act, p, book, auditor: case.offer_handover(
-        act,
-        _policy(case, book),
+    )
+
+
+@handles(ConsentRevokedPayload)
+def revoke_consent(case: Case, p: ConsentRevokedPayload, ctx: Context) -> None:
+    case.revoke_consent(ctx.act, consent_id=p.consent_id)
+
+
+# ---- handovers -----------------------------------------------------------------
+
+
+@handles(HandoverOfferedPayload)
+def offer_handover(case: Case, p: HandoverOfferedPayload, ctx: Context) -> None:
+    case.offer_handover(
+        ctx.act,
+        ctx.policy(case),
         handover_id=p.handover_id,
         kind=p.kind,
         to_agency=p.to_agency,
@@ -45,83 +114,147 @@ HANDLERS: dict[str, Handler] = {
         reason=p.reason,
         due_at=p.due_at,
         priority=p.priority,
-    ),
-    "handover.accepted": lambda case, act, p, book, auditor: case.accept_handover(
-        act, handover_id=p.handover_id
-    ),
-    "handover.declined": lambda case, act, p, book, auditor: case.decline_handover(
-        act, handover_id=p.handover_id, reason=p.reason
-    ),
-    "handover.forwarded": lambda case, act, p, book, auditor: case.forward_handover(
-        act,
-        _policy(case, book),
+    )
+
+
+@handles(HandoverAcceptedPayload)
+def accept_handover(case: Case, p: HandoverAcceptedPayload, ctx: Context) -> None:
+    case.accept_handover(ctx.act, handover_id=p.handover_id)
+
+
+@handles(HandoverDeclinedPayload)
+def decline_handover(case: Case, p: HandoverDeclinedPayload, ctx: Context) -> None:
+    case.decline_handover(ctx.act, handover_id=p.handover_id, reason=p.reason)
+
+
+@handles(HandoverForwardedPayload)
+def forward_handover(case: Case, p: HandoverForwardedPayload, ctx: Context) -> None:
+    case.forward_handover(
+        ctx.act,
+        ctx.policy(case),
         handover_id=p.handover_id,
         new_handover_id=p.new_handover_id,
         to_agency=p.to_agency,
         reason=p.reason,
-    ),
-    "handover.withdrawn": lambda case, act, p, book, auditor: case.withdraw_handover(
-        act, handover_id=p.handover_id, reason=p.reason
-    ),
-    "handover.completed": lambda case, act, p, book, auditor: case.complete_handover(
-        act, handover_id=p.handover_id
-    ),
-    "coach.assigned": lambda case, act, p, book, auditor: case.assign_coach(act, coach=p.coach),
-    "appointment.scheduled": lambda case, act, p, book, auditor: case.schedule_appointment(
-        act, appointment_id=p.appointment_id, kind=p.kind, at=p.at
-    ),
-    "appointment.held": lambda case, act, p, book, auditor: case.record_appointment_held(
-        act, appointment_id=p.appointment_id
-    ),
-    "appointment.missed": lambda case, act, p, book, auditor: case.record_appointment_missed(
-        act, appointment_id=p.appointment_id
-    ),
-    "agreement.signed": lambda case, act, p, book, auditor: case.sign_agreement(act),
-    "plan.agreed": lambda case, act, p, book, auditor: case.agree_plan(
-        act, goals=list(p.goals), modules=list(p.modules)
-    ),
-    "plan.updated": lambda case, act, p, book, auditor: case.update_plan(
-        act, goals=list(p.goals), modules=list(p.modules)
-    ),
-    "measure.started": lambda case, act, p, book, auditor: case.start_measure(
-        act, measure_id=p.measure_id, kind=p.kind, title=p.title
-    ),
-    "measure.ended": lambda case, act, p, book, auditor: case.end_measure(
-        act, measure_id=p.measure_id, result=p.result
-    ),
-    "assignment.extended": lambda case, act, p, book, auditor: case.extend_assignment(
-        act, months=p.months, reason=p.reason
-    ),
-    "employment.started": lambda case, act, p, book, auditor: case.start_employment(
-        act, employer=p.employer, kind=p.kind, start_date=p.start_date.isoformat()
-    ),
-    "aftercare.started": lambda case, act, p, book, auditor: case.start_aftercare(
-        act, until=p.until
-    ),
-    "aftercare.ended": lambda case, act, p, book, auditor: case.end_aftercare(act),
-    "note.added": lambda case, act, p, book, auditor: case.add_note(
-        act, text=p.text, category=p.category
-    ),
-    "case.closed": lambda case, act, p, book, auditor: case.close(act, outcome=p.outcome),
-    "participant.erased": lambda case, act, p, book, auditor: case.erase_participant(
-        act, reason=p.reason, as_auditor=auditor
-    ),
-}
+    )
+
+
+@handles(HandoverWithdrawnPayload)
+def withdraw_handover(case: Case, p: HandoverWithdrawnPayload, ctx: Context) -> None:
+    case.withdraw_handover(ctx.act, handover_id=p.handover_id, reason=p.reason)
+
+
+@handles(HandoverCompletedPayload)
+def complete_handover(case: Case, p: HandoverCompletedPayload, ctx: Context) -> None:
+    case.complete_handover(ctx.act, handover_id=p.handover_id)
+
+
+# ---- coaching: coach, appointments, agreement, plan, measures --------------------
+
+
+@handles(CoachAssignedPayload)
+def assign_coach(case: Case, p: CoachAssignedPayload, ctx: Context) -> None:
+    case.assign_coach(ctx.act, coach=p.coach)
+
+
+@handles(AppointmentScheduledPayload)
+def schedule_appointment(case: Case, p: AppointmentScheduledPayload, ctx: Context) -> None:
+    case.schedule_appointment(ctx.act, appointment_id=p.appointment_id, kind=p.kind, at=p.at)
+
+
+@handles(AppointmentHeldPayload)
+def appointment_held(case: Case, p: AppointmentHeldPayload, ctx: Context) -> None:
+    case.record_appointment_held(ctx.act, appointment_id=p.appointment_id)
+
+
+@handles(AppointmentMissedPayload)
+def appointment_missed(case: Case, p: AppointmentMissedPayload, ctx: Context) -> None:
+    case.record_appointment_missed(ctx.act, appointment_id=p.appointment_id)
+
+
+@handles(AgreementSignedPayload)
+def sign_agreement(case: Case, p: AgreementSignedPayload, ctx: Context) -> None:
+    case.sign_agreement(ctx.act)
+
+
+@handles(PlanAgreedPayload)
+def agree_plan(case: Case, p: PlanAgreedPayload, ctx: Context) -> None:
+    case.agree_plan(ctx.act, goals=list(p.goals), modules=list(p.modules))
+
+
+@handles(PlanUpdatedPayload)
+def update_plan(case: Case, p: PlanUpdatedPayload, ctx: Context) -> None:
+    case.update_plan(ctx.act, goals=list(p.goals), modules=list(p.modules))
+
+
+@handles(MeasureStartedPayload)
+def start_measure(case: Case, p: MeasureStartedPayload, ctx: Context) -> None:
+    case.start_measure(ctx.act, measure_id=p.measure_id, kind=p.kind, title=p.title)
+
+
+@handles(MeasureEndedPayload)
+def end_measure(case: Case, p: MeasureEndedPayload, ctx: Context) -> None:
+    case.end_measure(ctx.act, measure_id=p.measure_id, result=p.result)
+
+
+@handles(AssignmentExtendedPayload)
+def extend_assignment(case: Case, p: AssignmentExtendedPayload, ctx: Context) -> None:
+    case.extend_assignment(ctx.act, months=p.months, reason=p.reason)
+
+
+# ---- employment, aftercare, notes, closure, erasure -----------------------------
+
+
+@handles(EmploymentStartedPayload)
+def start_employment(case: Case, p: EmploymentStartedPayload, ctx: Context) -> None:
+    case.start_employment(ctx.act, employer=p.employer, kind=p.kind, start_date=_day(p.start_date))
+
+
+@handles(AftercareStartedPayload)
+def start_aftercare(case: Case, p: AftercareStartedPayload, ctx: Context) -> None:
+    case.start_aftercare(ctx.act, until=p.until)
+
+
+@handles(AftercareEndedPayload)
+def end_aftercare(case: Case, p: AftercareEndedPayload, ctx: Context) -> None:
+    case.end_aftercare(ctx.act)
+
+
+@handles(NoteAddedPayload)
+def add_note(case: Case, p: NoteAddedPayload, ctx: Context) -> None:
+    case.add_note(ctx.act, text=p.text, category=p.category)
+
+
+@handles(CaseClosedPayload)
+def close_case(case: Case, p: CaseClosedPayload, ctx: Context) -> None:
+    case.close(ctx.act, outcome=p.outcome)
+
+
+@handles(ParticipantErasedPayload)
+def erase_participant(case: Case, p: ParticipantErasedPayload, ctx: Context) -> None:
+    case.erase_participant(ctx.act, reason=p.reason, as_auditor=ctx.as_auditor)
+
+
+# ---- entry points for the application service ------------------------------------
+
+
+def _day(value: date | str) -> str:
+    # Personal dates arrive sealed, as ciphertext strings; the domain keeps ISO text.
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def open_case(message: Message) -> Case:
     p = message.payload
+    if not isinstance(p, CaseOpenedPayload):
+        raise TypeError("only a case.opened message opens a case")
     return Case.open(
         message.case_id,
         act_of(message),
         programme=p.programme,
         site=p.site,
         assignment_months=p.assignment_months,
-        # Field by field: personal fields may already be ciphertext strings.
         participant={
-            name: value.isoformat() if isinstance(value, date) else value
-            for name, value in dict(p.participant).items()
-            if value is not None
+            name: _day(value) for name, value in dict(p.participant).items() if value is not None
         },
     )
 
@@ -133,9 +266,10 @@ def act_of(message: Message) -> Act:
 def apply_to_case(
     case: Case, message: Message, book: PolicyBook, *, as_auditor: bool = False
 ) -> None:
-    if message.type == "case.opened":
+    if isinstance(message.payload, CaseOpenedPayload):
         raise errors.CaseExists(f"case {message.case_id} is already opened")
-    HANDLERS[message.type](case, act_of(message), message.payload, book, as_auditor)
+    handler = HANDLERS[type(message.payload)]
+    handler(case, message.payload, Context(act_of(message), book, as_auditor))
 
 
 def referenced_agencies(message: Message) -> set[str]:

@@ -93,6 +93,13 @@ def case_key_id(case_id: str) -> str:
     return f"case-{case_id}"
 
 
+def seal(key: bytes, key_id: str, plaintext: str, nonce: bytes) -> str:
+    """``plaintext`` in the ``enc:v1`` form, under a data ``key`` and a fresh 12-byte
+    ``nonce``; the key id is the associated data, binding the ciphertext to its key."""
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), key_id.encode())
+    return f"{PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+
 class FieldCipher:
     """Encrypts and decrypts personal fields; holds unwrapped keys only for writing."""
 
@@ -167,10 +174,7 @@ class FieldCipher:
     # ---- fields --------------------------------------------------------------
 
     def encrypt(self, key_id: str, plaintext: str) -> str:
-        key = self._key_for_writing(key_id)
-        nonce = secrets.token_bytes(12)
-        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), key_id.encode())
-        return f"{PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode()}"
+        return seal(self._key_for_writing(key_id), key_id, plaintext, secrets.token_bytes(12))
 
     def reveal(self, value: Any) -> Any:
         """Decrypt every ciphertext inside a JSON-like value; erased keys read as erased.

@@ -12,11 +12,13 @@ published twice (after a crash of the relay) carries the same id both times and
 consumers can drop the repeat. The record key is the case id, so all events of
 one case land on one partition, in order.
 
-Personal fields are erased from the payload before it leaves the hub (API.md:
-"payload with personal fields encrypted or erased"): the participant keeps only
-the pseudonym, and note texts, employers and the participant's name, birth date
-and contact are dropped. ``withheld`` lists the dropped paths so a consumer can
-tell an erased field from one that was never sent.
+Personal fields are dropped from the payload before it leaves the hub (API.md:
+"payload with personal fields encrypted or erased"), all of them alike: the
+fields marked ``Personal`` on the message payloads (``PERSONAL_PATHS_BY_EVENT``),
+and any other value that is a ciphertext. No consumer holds the participant's
+key, so ciphertext would only tell them a field's length and when it changed.
+``withheld`` lists the dropped paths so a consumer can tell an erased field from
+one that was never sent.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.persistence import Notification
 
+from services.crypto import PREFIX as CIPHERTEXT_PREFIX
+from services.messages import PERSONAL_PATHS_BY_EVENT
 from services.replay import event_to_dict
 
 SCHEMA_VERSION = 1
@@ -35,11 +39,6 @@ CASE_TOPIC_PREFIX = "domain.case:"
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:hub:event")
 _NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-
-# Keys whose values are personal data wherever they appear in a payload.
-PERSONAL_KEYS = frozenset({"name", "birth_date", "contact", "text", "employer"})
-# Keys kept inside the participant object; everything else in it is withheld.
-PARTICIPANT_KEPT = frozenset({"pseudonym", "erased"})
 
 
 def is_case_notification(notification: Notification) -> bool:
@@ -61,40 +60,53 @@ def _event_id_text(case_id: str, version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _redact(value: Any, path: str, withheld: list[str]) -> Any:
+def _is_ciphertext(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith(CIPHERTEXT_PREFIX)
+    return isinstance(value, list) and any(map(_is_ciphertext, value))
+
+
+def _redact(value: Any, path: str, personal: frozenset[str], withheld: list[str]) -> Any:
     if isinstance(value, dict):
         kept: dict[str, Any] = {}
         for key, item in value.items():
             where = f"{path}.{key}" if path else key
-            if key in PERSONAL_KEYS or (path == "participant" and key not in PARTICIPANT_KEPT):
+            if item is not None and (where in personal or _is_ciphertext(item)):
                 withheld.append(where)
                 continue
-            kept[key] = _redact(item, where, withheld)
+            kept[key] = _redact(item, where, personal, withheld)
         return kept
     if isinstance(value, list):
-        return [_redact(item, path, withheld) for item in value]
+        return [_redact(item, path, personal, withheld) for item in value]
     return value
 
 
-def _nested(value: Any) -> bool:
-    return isinstance(value, dict) or (
-        isinstance(value, list) and any(isinstance(item, dict | list) for item in value)
-    )
+def _plain_and_flat(payload: dict[str, Any]) -> bool:
+    """No nested objects and no ciphertext: nothing to walk into."""
+    for value in payload.values():
+        if isinstance(value, dict) or _is_ciphertext(value):
+            return False
+        if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+            return False
+    return True
 
 
-def redact_payload(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def redact_payload(
+    payload: dict[str, Any], event_type: str = ""
+) -> tuple[dict[str, Any], list[str]]:
     """The payload without personal fields, and the paths that were dropped."""
-    if PERSONAL_KEYS.isdisjoint(payload) and not any(map(_nested, payload.values())):
-        return payload, []  # the common case: flat, no personal keys
+    personal = PERSONAL_PATHS_BY_EVENT.get(event_type, frozenset())
+    if not personal and _plain_and_flat(payload):
+        return payload, []  # the common case: nothing personal to look for
     withheld: list[str] = []
-    kept = _redact(payload, "", withheld)
+    kept = _redact(payload, "", personal, withheld)
     return kept, sorted(set(withheld))
 
 
 def build_envelope(event: Any, position: int) -> dict[str, Any]:
     """The envelope of one case event recorded at ``position``."""
     plain = event_to_dict(event, position)
-    payload, withheld = redact_payload(plain["payload"])
+    payload, withheld = redact_payload(plain["payload"], plain["type"])
     case_id = str(event.originator_id)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -344,25 +344,9 @@ class Model:
                 c.activate()
 
             found.append(("agreement.signed", agency, {}, sign))
-        plan = {"goals": ["Arbeit"], "modules": ["Training"]}
+        if not c.erased:  # plans, measure titles and extension reasons are personal data
+            found += self._personal_coaching_commands(c, agency)
 
-        def agree() -> None:
-            c.plan = True
-
-        found.append(("plan.updated" if c.plan else "plan.agreed", agency, plan, agree))
-        measure = self.new_id("measure")
-
-        def start_measure() -> None:
-            c.measures[measure] = False
-
-        found.append(
-            (
-                "measure.started",
-                agency,
-                {"measure_id": measure, "kind": "internship", "title": "Praktikum"},
-                start_measure,
-            )
-        )
         for mid, ended in sorted(c.measures.items()):
             if not ended:
 
@@ -370,9 +354,6 @@ class Model:
                     c.measures[mid] = True
 
                 found.append(("measure.ended", agency, {"measure_id": mid}, end))
-        found.append(
-            ("assignment.extended", c.lead, {"months": 3, "reason": "verlängert"}, nothing)
-        )
         if c.stage in ("opened", "active") and not c.erased:
 
             def employ() -> None:
@@ -402,6 +383,36 @@ class Model:
         if not c.erased:
             category = self.pick(CATEGORIES)
             found.append(("note.added", agency, {"text": "Notiz", "category": category}, nothing))
+        return found
+
+    def _personal_coaching_commands(self, c: CaseModel, agency: str) -> list[Command]:
+        """Commands whose payloads carry personal data: refused once the key is gone."""
+        found: list[Command] = []
+        plan = {"goals": ["Arbeit"], "modules": ["Training"]}
+
+        def agree() -> None:
+            c.plan = True
+
+        found.append(("plan.updated" if c.plan else "plan.agreed", agency, plan, agree))
+        measure = self.new_id("measure")
+
+        def nothing() -> None:
+            pass
+
+        def start_measure() -> None:
+            c.measures[measure] = False
+
+        found.append(
+            (
+                "measure.started",
+                agency,
+                {"measure_id": measure, "kind": "internship", "title": "Praktikum"},
+                start_measure,
+            )
+        )
+        found.append(
+            ("assignment.extended", c.lead, {"months": 3, "reason": "verlängert"}, nothing)
+        )
         return found
 
     def _close(self, c: CaseModel) -> Command:
