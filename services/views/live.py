@@ -6,20 +6,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
 log = structlog.get_logger("hub.views")
 
 
-class LiveViews:
-    """``catch_up`` applies everything recorded so far; ``read_position`` reads the
-    lowest committed view position from the tables."""
+class Applies(Protocol):
+    def catch_up(self) -> int:
+        """Apply everything recorded so far."""
+        ...
 
-    def __init__(self, catch_up: Callable[[], object], read_position: Callable[[], int]) -> None:
-        self._catch_up = catch_up
-        self._read_position = read_position
+    def position(self) -> int:
+        """The lowest committed view position, read from the tables."""
+        ...
+
+
+class LiveViews:
+    def __init__(self, runner: Applies) -> None:
+        # The runner's methods are looked up at each call, not bound here: the thread
+        # and the waits run whatever ``catch_up`` and ``position`` it has then (an
+        # override on the instance included).
+        self._runner = runner
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,13 +64,13 @@ class LiveViews:
             return True
         self.notify()
         while True:
-            if self._applied_position >= position or self._read_position() >= position:
+            if self._applied_position >= position or self._runner.position() >= position:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             if self._thread is None:
-                self._catch_up()
+                self._runner.catch_up()
                 continue
             with self._applied:
                 self._applied.wait_for(
@@ -82,7 +91,7 @@ class LiveViews:
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    self._catch_up()
+                    self._runner.catch_up()
                 except Exception:
                     log.exception("view_runner_failed")
                     self._stop.wait(1.0)

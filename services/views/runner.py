@@ -58,7 +58,7 @@ class ViewRunner:
         self._view_groups: tuple[ViewGroup, ...] = groups_for(
             self.groups, views, checkpoint_every=checkpoint_every
         )
-        self._live = LiveViews(self.catch_up, self.position)
+        self._live = LiveViews(self)
         self._forget()
 
     def sibling(self, groups: Iterable[str]) -> ViewRunner:
