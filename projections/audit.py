@@ -59,9 +59,11 @@ def audit_row(
     record: EventRecord | None,
     canonical_id: str | None = None,
 ) -> tuple[bytes, tuple[Any, ...]]:
-    """``audit_entry`` for runners: the previous and new hash as raw digests, the entry
-    as a tuple in ``audit_entry``'s key order (the view table's column order).
-    ``canonical_id``: ``str(UUID(originator_id))`` when the caller has it already."""
+    """One audit trail entry: the previous and new hash as raw digests, the entry as
+    a tuple in the view table's column order (position, case_id, type, agency, actor,
+    occurred_at, recorded_at, legal_basis, hash). ``record`` is the decoded case event,
+    or None for other aggregates' events. ``canonical_id``: ``str(UUID(originator_id))``
+    when the caller has it already."""
     digest = hashlib.sha256(
         previous + _header(position, originator_id, version, topic, canonical_id) + bytes(state)
     ).digest()
@@ -88,27 +90,3 @@ def audit_row(
         legal_basis(record),
         digest.hex(),
     )
-
-
-def audit_entry(
-    previous: str,
-    position: int,
-    originator_id: UUID | str,
-    version: int,
-    topic: str,
-    state: bytes,
-    record: EventRecord | None,
-) -> dict[str, Any]:
-    """``record`` is the decoded case event, or None for other aggregates' events."""
-    digest = chain_hash(previous, canonical(position, originator_id, version, topic, state))
-    return {
-        "position": position,
-        "case_id": record.case_id if record is not None else None,
-        "type": topic.rsplit(".", 1)[-1],
-        "agency": record.agency if record is not None else None,
-        "actor": record.actor if record is not None else None,
-        "occurred_at": record.occurred_at if record is not None else None,
-        "recorded_at": record.recorded_at if record is not None else None,
-        "legal_basis": legal_basis(record),
-        "hash": digest,
-    }

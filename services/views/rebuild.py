@@ -13,8 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import TYPE_CHECKING
 
-from services.views.runner import view_groups
-from services.views.store import GROUPS
+from services.views.groups import view_groups
+from services.views.sql.schema import GROUPS
 
 if TYPE_CHECKING:
     from services.bootstrap import Hub

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from services.bootstrap import Hub
-from services.views import runner as runner_module
+from services.views.groups import cases as case_views
 from services.views.rebuild import rebuild_views
 from services.views.runner import ViewRunner, view_groups
 from services.views.store import GROUPS
@@ -64,7 +64,7 @@ def test_a_rebuild_of_more_cases_than_its_cache_holds_writes_them_in_several_flu
     hub: Hub, recorded: tuple[int, dict[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     head, incremental = recorded
-    monkeypatch.setattr(runner_module, "MAX_CACHED_DOCS", 25)
+    monkeypatch.setattr(case_views, "MAX_CACHED_DOCS", 25)
     runner = ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE, rebuild_page_size=PAGE)
     commits: list[dict[str, int]] = []
     original = hub.view_store.commit
@@ -107,9 +107,9 @@ KILLED_REBUILD = """
 import time
 from services.bootstrap import build_hub
 from services.settings import Settings
-from services.views import runner as runner_module
+from services.views.groups import cases as case_views
 
-runner_module.MAX_CACHED_DOCS = 30  # flushes before the end
+case_views.MAX_CACHED_DOCS = 30  # flushes before the end
 hub = build_hub(Settings())
 runner = hub.views.sibling(hub.views.groups)
 runner._rebuild_page_size = {page}

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from projections.audit import GENESIS, STATUTORY_TASK, audit_entry, legal_basis
+from projections.audit import GENESIS, STATUTORY_TASK, audit_row, legal_basis
 from projections.case_doc import ERASED, reduce_case
 from projections.case_view import case_view, entitled
 from projections.caseload import caseload_rows, involved_agencies
@@ -535,6 +535,25 @@ def test_legal_basis_names_consents_or_the_statutory_task() -> None:
     assert legal_basis(ev("HandoverAccepted", COACH, handover_id=H1)) == STATUTORY_TASK
 
 
+AUDIT_COLUMNS = (
+    "position",
+    "case_id",
+    "type",
+    "agency",
+    "actor",
+    "occurred_at",
+    "recorded_at",
+    "legal_basis",
+    "hash",
+)
+
+
+def _audit_entry(previous: str, *event: Any) -> dict[str, Any]:
+    """``audit_row`` chained from the hex hash ``previous``, its row by column name."""
+    _, row = audit_row(bytes.fromhex(previous), *event)
+    return dict(zip(AUDIT_COLUMNS, row, strict=True))
+
+
 def _sha(
     previous: str, position: int, originator: str, version: int, topic: str, state: bytes
 ) -> str:
@@ -548,8 +567,8 @@ def test_audit_entries_chain_sha256_over_the_stored_bytes() -> None:
     topic = "domain.case:Case.ConsentGranted"
     state = b'{"consent_id":"c-1"}'
 
-    first = audit_entry(GENESIS, 5, UUID(CASE), 1, topic, state, record)
-    second = audit_entry(first["hash"], 6, CASE, 2, topic, state, record)
+    first = _audit_entry(GENESIS, 5, UUID(CASE), 1, topic, state, record)
+    second = _audit_entry(first["hash"], 6, CASE, 2, topic, state, record)
 
     assert first == {
         "position": 5,
@@ -565,12 +584,12 @@ def test_audit_entries_chain_sha256_over_the_stored_bytes() -> None:
     assert second["hash"] == _sha(first["hash"], 6, CASE, 2, topic, state)
     # One changed byte, or another previous hash, gives another hash.
     assert (
-        audit_entry(GENESIS, 5, CASE, 1, topic, state.replace(b"1", b"2"), record)["hash"]
+        _audit_entry(GENESIS, 5, CASE, 1, topic, state.replace(b"1", b"2"), record)["hash"]
         != (first["hash"])
     )
-    assert audit_entry("1" * 64, 5, CASE, 1, topic, state, record)["hash"] != first["hash"]
+    assert _audit_entry("1" * 64, 5, CASE, 1, topic, state, record)["hash"] != first["hash"]
 
-    agency = audit_entry(
+    agency = _audit_entry(
         GENESIS, 1, UUID(int=7), 1, "domain.agency:Agency.AgencyRegistered", b"{}", None
     )
     assert {k: v for k, v in agency.items() if k != "hash"} == {

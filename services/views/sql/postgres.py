@@ -1,0 +1,141 @@
+"""The view tables in PostgreSQL, in the hub's schema: rows by COPY and array
+parameters, commits and resets serialised by an advisory lock per schema."""
+
+from __future__ import annotations
+
+from typing import Any
+from zlib import crc32
+
+from eventsourcing.postgres import PostgresTrackingRecorder
+
+from services.views.sql.batch import BatchWriter, ViewWrites, require_single_row_tracking
+from services.views.sql.schema import Columns, on_conflict
+
+
+class PostgresViewStore(BatchWriter, PostgresTrackingRecorder):
+    P = "%s"
+    REAL = "DOUBLE PRECISION"
+    TEXT_KEY = "TEXT"
+    POSITION_KEY = "BIGINT PRIMARY KEY"
+    KEYED_TABLE = ""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        require_single_row_tracking(datastore)
+        super().__init__(datastore, **kwargs)
+        from psycopg.sql import SQL
+
+        self._schema = self.datastore.schema
+        self._lz4: bool | None = None
+        self.tracking_table = self.tracking_table_name
+        self.sql_create_statements.extend(SQL(s) for s in self.view_create_statements())  # type: ignore[arg-type]
+
+    def _create_table(self, curs: Any) -> None:
+        self._in_schema(curs)
+        super()._create_table(curs)
+
+    def max_tracking_ids(self, names: list[str]) -> dict[str, int]:
+        """``max_tracking_id`` of each name (0 for none), over one connection."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return {name: self._max_tracking_id(name, curs) or 0 for name in names}
+
+    def _in_schema(self, curs: Any, *then: str) -> None:
+        """This transaction in the hub's schema, then ``then`` (plain statements), in
+        one round trip."""
+        from psycopg.sql import SQL, Identifier
+
+        statements = [SQL("SET LOCAL search_path TO {}").format(Identifier(self._schema))]
+        statements.extend(SQL(statement) for statement in then)  # type: ignore[arg-type]
+        curs.execute(SQL("; ").join(statements))
+
+    def _lock_views(self) -> str:
+        """Commits and resets of this schema's views, one at a time (until the
+        transaction ends): a reset's deletes never miss rows of a commit that lands
+        while it runs, and a commit's positions are set against settled rows."""
+        return f"SELECT pg_advisory_xact_lock({crc32(f'hub-views:{self._schema}'.encode())})"
+
+    def commit(self, writes: ViewWrites) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            if self._lz4 is None:
+                curs.execute(
+                    "SELECT 'lz4' = ANY(enumvals) AS lz4 FROM pg_settings "
+                    "WHERE name = 'default_toast_compression'"
+                )
+                found = curs.fetchone()
+                self._lz4 = bool(found and found["lz4"])
+            self._in_schema(
+                curs,
+                self._lock_views(),
+                # Views are derived data: a crash may lose the last view commits (never
+                # half of one), which are applied again from the tracked positions.
+                "SET LOCAL synchronous_commit = off",
+                # Documents (kilobytes each) compress several times quicker.
+                *(["SET LOCAL default_toast_compression = 'lz4'"] if self._lz4 else []),
+            )
+            self.write_batch(curs, writes)
+
+    def insert_rows(
+        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+    ) -> None:
+        names = ", ".join(name for name, _ in columns)
+        with c.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def upsert_rows(
+        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+    ) -> None:
+        if table == "view_case_docs" or len(rows) < 500:
+            # Documents (kilobytes each) are quickest as a pipelined executemany; so
+            # are a few rows, where a staging table would not pay its way.
+            super().upsert_rows(c, table, columns, rows)
+            return
+        # Many small rows: COPY into a session's staging table (emptied at commit),
+        # then one INSERT ... SELECT ... ON CONFLICT.
+        staging = f"staging_{table}"
+        c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS")
+        names = ", ".join(name for name, _ in columns)
+        with c.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+        c.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {on_conflict(table)}"
+        )
+
+    def delete_cases(self, c: Any, table: str, case_ids: list[str]) -> None:
+        c.execute(f"DELETE FROM {table} WHERE case_id = ANY(%s::text[])", (case_ids,))
+
+    def delete_caseload_rows(self, c: Any, keys: list[tuple[str, str]]) -> None:
+        agencies, cases = (list(values) for values in zip(*keys, strict=True))
+        c.execute(
+            "DELETE FROM view_caseload WHERE (agency, case_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (agencies, cases),
+        )
+
+    def reset(self, groups: tuple[str, ...], *, drop_indexes: bool = False) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._in_schema(curs, self._lock_views())
+            for group in groups:
+                for statement, params in self.reset_statements(group):
+                    curs.execute(statement, params)
+                for statement in self.drop_index_statements(group) if drop_indexes else ():
+                    curs.execute(statement)
+
+    def create_indexes(self, groups: tuple[str, ...]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._in_schema(curs)
+            for group in groups:
+                for statement in self.create_index_statements(group):
+                    curs.execute(statement)
+                # Fresh statistics for the planner after a bulk load (autovacuum may take
+                # its time): e.g. an agency's caseload page walks the primary key
+                # rather than sorting all of the agency's rows.
+                curs.execute(f"ANALYZE {', '.join(self.GROUP_TABLES[group])}")
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            self._in_schema(curs)
+            curs.execute(statement, params)
+            return curs.fetchall()  # dict rows already, a new dict each
