@@ -25,7 +25,7 @@ TOKEN_CACHE_SIZE = 10_000
 bearer = HTTPBearer(auto_error=False, description="a token from hub agency add / hub token auditor")
 # The scheme ``bearer`` documents, for a route that authenticates in its body rather
 # than through ``Caller`` (solving the dependencies cost about 35 µs per message).
-BEARER_SECURITY = [{bearer.scheme_name: []}]
+BEARER_SECURITY: list[dict[str, list[str]]] = [{bearer.scheme_name: []}]
 
 
 class Authenticator:

@@ -148,7 +148,8 @@ class ReadYourWrites:
 
     async def reach_recorded(self) -> bool:
         """``reach`` what the log holds now (e.g. the caller's own read just before)."""
-        return await self.reach(await self._blocking.run(self._recorded_head) or 0)
+        head = await self._blocking.run(self._recorded_head)
+        return await self.reach(head or 0)
 
     async def lag(self) -> dict[str, int]:
         """Per view group, the events recorded but not yet applied."""
