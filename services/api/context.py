@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
-if TYPE_CHECKING:  # only for the annotations: these modules import this one
-    from services.access import ReadService
+from services.access import ReadService
+from services.api.metrics import ApiMetrics
+from services.api.read_your_writes import ReadYourWrites
+from services.api.threads import BlockingCalls
+from services.application import MessageService
+
+if TYPE_CHECKING:  # ``auth`` imports this module: its class is named for annotations only
     from services.api.auth import Authenticator
-    from services.api.metrics import ApiMetrics
-    from services.api.read_your_writes import ReadYourWrites
-    from services.api.threads import BlockingCalls
-    from services.application import MessageService
 
 
 @dataclass(frozen=True)
