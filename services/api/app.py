@@ -27,6 +27,8 @@ from services.bootstrap import Hub
 
 __all__ = ["ViewsWatch", "create_app"]
 
+ROUTERS = (messages, reads, dashboard, ops)  # in the order of API.md
+
 
 def create_app(
     hub: Hub, *, read_your_writes_timeout: float = 2.0, start_views: bool = True
@@ -66,11 +68,13 @@ def create_app(
         description="Agencies record handover messages and read their views; auditors "
         "read every case's history. Errors: {error: {code, message, details}}.",
         lifespan=lifespan,
+        # The routers' routes themselves, not ``include_router``: FastAPI 0.165 keeps
+        # an included router as one more routing layer, which cost about 300 Python
+        # calls per request (bench http). The routes take no router-level options.
+        routes=[route for module in ROUTERS for route in module.router.routes],
     )
     app.state.api = api
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
-    for module in (messages, reads, dashboard, ops):
-        app.include_router(module.router)
     install_openapi(app)
     return app

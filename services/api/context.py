@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from services.access import ReadService
 from services.api.metrics import ApiMetrics
@@ -28,13 +28,7 @@ class ApiContext:
 
 
 def api_of(request: Request) -> ApiContext:
-    """For routes that read the request themselves (no dependency to solve)."""
+    """The context of the app serving ``request``. Routes take ``request`` and call
+    this rather than declare a dependency: solving one cost about 75 Python calls per
+    request, the ``Request`` parameter none."""
     return request.app.state.api
-
-
-async def _current(request: Request) -> ApiContext:
-    # async: a plain ``def`` dependency would cost a hop to a worker thread
-    return request.app.state.api
-
-
-Api = Annotated[ApiContext, Depends(_current)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.api.auth import Caller
-from services.api.context import Api
+from services.api.context import api_of
 from services.api.errors import documented
 
 router = APIRouter()
@@ -17,7 +17,8 @@ PAGE = Path(__file__).parent / "static" / "dashboard.html"
 
 
 @router.get("/v1/dashboard", responses=documented(401))
-async def dashboard(caller: Caller, api: Api) -> dict[str, Any]:
+async def dashboard(caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
     return await api.blocking.run(api.reads.dashboard, caller)
 
 

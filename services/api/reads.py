@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 
 from services.api.auth import Caller
-from services.api.context import Api
+from services.api.context import api_of
 from services.api.errors import READ_ERRORS, ApiError, documented
 
 router = APIRouter()
@@ -21,7 +21,8 @@ AgencyPath = Annotated[str, PathParam(pattern=AGENCY_ID_PATTERN, description="an
 
 
 @router.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS)
-async def inbox(agency_id: AgencyPath, caller: Caller, api: Api) -> dict[str, Any]:
+async def inbox(agency_id: AgencyPath, caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
     return await api.blocking.run(api.reads.inbox, caller, agency_id)
 
 
@@ -29,17 +30,19 @@ async def inbox(agency_id: AgencyPath, caller: Caller, api: Api) -> dict[str, An
 async def caseload(
     agency_id: AgencyPath,
     caller: Caller,
-    api: Api,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 200,
     after: Annotated[uuid.UUID | None, Query(description="the `next` of the previous page")] = None,
 ) -> dict[str, Any]:
+    api = api_of(request)
     return await api.blocking.run(
         api.reads.caseload, caller, agency_id, limit, str(after) if after else None
     )
 
 
 @router.get("/v1/cases/{case_id}", responses=READ_ERRORS)
-async def case(case_id: uuid.UUID, caller: Caller, api: Api) -> dict[str, Any]:
+async def case(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
     return await api.blocking.run(api.reads.case, caller, str(case_id))
 
 
@@ -47,9 +50,10 @@ async def case(case_id: uuid.UUID, caller: Caller, api: Api) -> dict[str, Any]:
 async def history(
     case_id: uuid.UUID,
     caller: Caller,
-    api: Api,
+    request: Request,
     as_of: Annotated[datetime | None, Query(description="ISO 8601 with timezone")] = None,
 ) -> dict[str, Any]:
+    api = api_of(request)
     if as_of is not None and as_of.tzinfo is None:
         raise ApiError(422, "invalid_request", "as_of needs a timezone")
     # Items come from the event store, their hash and legal basis from the audit
@@ -60,7 +64,8 @@ async def history(
 
 
 @router.get("/v1/audit/verify", responses=documented(401, 403))
-async def audit_verify(caller: Caller, api: Api) -> dict[str, Any]:
+async def audit_verify(caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
     if not caller.is_auditor:
         raise ApiError(403, "forbidden", "only auditors verify the audit trail")
     # Verify up to what is recorded now (e.g. the auditor's own reads just before),
