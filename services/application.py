@@ -12,6 +12,7 @@ fresh load.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 import secrets
@@ -139,8 +140,11 @@ class TokenService:
         return token
 
     def authenticate(self, token: str) -> dict[str, str] | None:
-        record = self._store.find_token(hash_token(token))
-        if record is None:
+        """Who holds ``token`` (role, subject, name), or None when no one does."""
+        presented = hash_token(token)
+        record = self._store.find_token(presented)
+        # Only hashes are stored and looked up; the final comparison is constant-time.
+        if record is None or not hmac.compare_digest(record.token_hash, presented):
             return None
         return {"role": record.role, "subject": record.subject, "name": record.name}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 import structlog
@@ -13,6 +13,7 @@ from eventsourcing.persistence import IntegrityError, InternalError
 
 from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
 from services.crypto import FieldCipher, load_master_key
+from services.ports import ViewStore
 from services.settings import Settings
 from services.store import eventsourcing_env
 from services.views.queries import ViewQueries
@@ -35,7 +36,7 @@ class Hub:
     messages: MessageService
     views: ViewRunner
     queries: ViewQueries
-    view_store: Any
+    view_store: ViewStore
     cipher: FieldCipher
 
     def close(self) -> None:
@@ -62,8 +63,11 @@ def build_hub(settings: Settings | None = None) -> Hub:
         ),
         app.store,  # type: ignore[arg-type]
     )
-    view_store = app.factory.tracking_recorder(
-        SQLiteViewStore if settings.is_sqlite else PostgresViewStore  # type: ignore[arg-type]
+    view_store = cast(
+        SQLiteViewStore | PostgresViewStore,
+        app.factory.tracking_recorder(
+            SQLiteViewStore if settings.is_sqlite else PostgresViewStore  # type: ignore[arg-type]
+        ),
     )
     runner = ViewRunner(app.recorder, view_store, checkpoint_every=settings.audit_checkpoint_every)
     messages = MessageService(

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from eventsourcing.persistence import PersistenceError
@@ -37,7 +37,6 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.errors import CommitFailedError, KafkaError
 
 from domain.errors import DomainError
-from services.bootstrap import Hub
 from services.errors import ConcurrencyConflict, ServiceError
 from services.kafka.common import (
     INBOX_PREFIX,
@@ -50,7 +49,7 @@ from services.kafka.common import (
     producer_options,
     wait,
 )
-from services.messages import MessageInvalid, parse_message
+from services.messages import Message, MessageInvalid, parse_message
 from services.settings import Settings
 
 log = structlog.get_logger("hub.kafka")
@@ -59,6 +58,33 @@ MAX_ATTEMPTS = 5  # unexpected errors on one record before it is dead-lettered
 
 ConsumerFactory = Callable[[Settings], Any]
 ProducerFactory = Callable[[Settings], Any]
+
+
+class AgencyList(Protocol):
+    def all(self) -> list[dict[str, str]]:
+        """Every registered agency (``agency_id``, ``kind``, ``name``)."""
+        ...
+
+
+class MessageRecorder(Protocol):
+    def record(self, message: Message) -> dict[str, Any]:
+        """Record one message (as HTTP does); its result says ``duplicate``."""
+        ...
+
+
+class InboxPorts(Protocol):
+    """All the inbox takes from the hub (a ``Hub`` is one): the registered agencies
+    (whose inbox topics it follows), the service that records messages, and the
+    settings used when none are given."""
+
+    @property
+    def registry(self) -> AgencyList: ...
+
+    @property
+    def messages(self) -> MessageRecorder: ...
+
+    @property
+    def settings(self) -> Settings: ...
 
 
 def _default_consumer(settings: Settings) -> KafkaConsumer:
@@ -98,7 +124,7 @@ class InboxStats:
 class Inbox:
     def __init__(
         self,
-        hub: Hub,
+        hub: InboxPorts,
         settings: Settings | None = None,
         *,
         consumer_factory: ConsumerFactory = _default_consumer,

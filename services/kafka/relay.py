@@ -25,15 +25,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import Notification, PersistenceError, Tracking
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    Mapper,
+    Notification,
+    PersistenceError,
+    Tracking,
+    TrackingRecorder,
+)
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from services.bootstrap import Hub
 from services.kafka.common import (
     Backoff,
     Heartbeat,
@@ -51,6 +59,32 @@ ProducerFactory = Callable[[Settings], Any]
 MAX_BATCHES_IN_FLIGHT = 3
 
 
+class EventLog(Protocol):
+    """What the relay reads from the hub's application: the notification log, the
+    mapper that turns a notification back into its event, and the factory of the
+    tracking recorder that keeps its position in the same database."""
+
+    @property
+    def recorder(self) -> ApplicationRecorder: ...
+
+    @property
+    def mapper(self) -> Mapper[UUID]: ...
+
+    @property
+    def factory(self) -> InfrastructureFactory[TrackingRecorder]: ...
+
+
+class RelayPorts(Protocol):
+    """All the relay takes from the hub (a ``Hub`` is one): the event log, and the
+    settings used when none are given."""
+
+    @property
+    def app(self) -> EventLog: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
 def _default_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(**producer_options(settings, "relay"))
 
@@ -58,7 +92,7 @@ def _default_producer(settings: Settings) -> KafkaProducer:
 class Relay:
     def __init__(
         self,
-        hub: Hub,
+        hub: RelayPorts,
         settings: Settings | None = None,
         *,
         producer_factory: ProducerFactory = _default_producer,

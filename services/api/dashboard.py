@@ -1,0 +1,27 @@
+"""The dashboard's figures (``/v1/dashboard``) and the page that shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from services.api.auth import Caller
+from services.api.context import api_of
+from services.api.errors import documented
+
+router = APIRouter()
+PAGE = Path(__file__).parent / "static" / "dashboard.html"
+
+
+@router.get("/v1/dashboard", responses=documented(401))
+async def dashboard(caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    return await api.blocking.run(api.reads.dashboard, caller)
+
+
+@router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard_page() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))

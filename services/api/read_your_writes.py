@@ -1,0 +1,160 @@
+"""Read-your-writes: a 201 only once the views show what was just recorded (a 202 when
+they do not within the bound), and reads that first let the views reach the log."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+
+from services.api.threads import BlockingCalls
+from services.views.runner import ViewRunner
+
+log = structlog.get_logger("hub.api")
+
+InThread = Callable[[Callable[[], int]], Awaitable[int]]
+
+
+class WatchedViews(Protocol):
+    """What ``ViewsWatch`` asks of the views (``ViewRunner`` in the app). A runner may
+    also offer ``applied_position``: what it last committed, known without a query."""
+
+    def position(self) -> int: ...
+
+    def notify(self) -> None: ...
+
+
+class ViewsWatch:
+    """Read-your-writes for many requests at once.
+
+    Each request that just recorded waits here, on the event loop, for the views to
+    reach its position. One poller on the loop wakes every request the views now
+    cover. It looks first at the position this process's live runner announced after
+    its last commit (memory, no query). The view tables are read, from a worker
+    thread, only while that is behind a waiter, and at most every ``read_every``
+    seconds: they answer for what another process's runner applied. Reading them on
+    every poll, as before, cost about as many store transactions as recording the
+    messages themselves did.
+    """
+
+    def __init__(
+        self,
+        views: WatchedViews,
+        interval: float = 0.001,
+        read_every: float = 0.02,
+        *,
+        in_thread: InThread = asyncio.to_thread,
+    ) -> None:
+        self._views = views
+        self._interval = interval
+        self._read_every = read_every
+        self._in_thread = in_thread
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._read_at = -math.inf  # when the view tables were last read
+
+    def _announced(self) -> int | None:
+        """What this process's runner last committed, or None when it does not say.
+
+        ``ViewRunner`` keeps it for its own ``wait_for``; from a runner that does not,
+        the tables are read at every other poll instead (the same answers, more
+        queries)."""
+        value = getattr(self._views, "applied_position", None)
+        return value if isinstance(value, int) else None
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        if position <= 0:
+            return True
+        announced = self._announced()
+        if announced is not None and announced >= position:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append((position, future))
+        self._views.notify()  # wake the live runner now rather than at its poll
+        if self._poller is None or self._poller.done() or self._poller.get_loop() is not loop:
+            self._poller = loop.create_task(self._poll())
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+
+    async def _poll(self) -> None:
+        while self._waiters:
+            reached = self._announced()
+            lowest = min(position for position, _ in self._waiters)
+            read_every = self._read_every if reached is not None else 2 * self._interval
+            now = time.monotonic()
+            if (reached is None or reached < lowest) and now - self._read_at >= read_every:
+                self._read_at = now
+                try:
+                    stored = await self._in_thread(self._views.position)
+                except Exception:
+                    log.exception("views_position_failed")
+                    await asyncio.sleep(0.05)
+                    continue
+                reached = stored if reached is None else max(reached, stored)
+            if reached is not None:
+                # Requests may have come (and timed out) while the tables were read.
+                still = []
+                for position, future in self._waiters:
+                    if future.done():
+                        continue
+                    if position <= reached:
+                        future.set_result(True)
+                    else:
+                        still.append((position, future))
+                self._waiters = still
+            if self._waiters:
+                await asyncio.sleep(self._interval)
+
+
+class ReadYourWrites:
+    """The views as the API waits on them: kept current by this process's live runner
+    (``live``), or, without one, caught up on a worker thread by whoever waits."""
+
+    def __init__(
+        self,
+        views: ViewRunner,
+        recorded_head: Callable[[], int | None],
+        blocking: BlockingCalls,
+        *,
+        timeout: float,
+        live: bool,
+    ) -> None:
+        self._views = views
+        self._recorded_head = recorded_head
+        self._blocking = blocking
+        self._timeout = timeout
+        self._live = live
+        self._watch = ViewsWatch(views, in_thread=blocking.run)
+
+    def start(self) -> None:
+        if self._live:
+            self._views.start()
+
+    def stop(self) -> None:
+        self._views.stop()
+
+    async def reach(self, position: int) -> bool:
+        """True once every view shows ``position`` (bounded wait)."""
+        if not self._live:  # no live runner: the runner catches up in this thread
+            return await self._blocking.run(self._views.wait_for, position, self._timeout)
+        return await self._watch.wait_for(position, self._timeout)
+
+    async def reach_recorded(self) -> bool:
+        """``reach`` what the log holds now (e.g. the caller's own read just before)."""
+        head = await self._blocking.run(self._recorded_head)
+        return await self.reach(head or 0)
+
+    async def lag(self) -> dict[str, int]:
+        """Per view group, the events recorded but not yet applied."""
+        return await self._blocking.run(self._lag)
+
+    def _lag(self) -> dict[str, int]:
+        head = self._recorded_head() or 0
+        return {view: head - position for view, position in self._views.positions().items()}

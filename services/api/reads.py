@@ -1,0 +1,74 @@
+"""An agency's inbox and caseload, a case, its history, and the audit chain's check."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+
+from services.api.auth import Caller
+from services.api.context import api_of
+from services.api.errors import READ_ERRORS, ApiError, documented
+
+router = APIRouter()
+
+# Agency ids as the message schema defines them; anything else cannot name an agency.
+AGENCY_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+AgencyPath = Annotated[str, PathParam(pattern=AGENCY_ID_PATTERN, description="an agency id")]
+
+
+@router.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS)
+async def inbox(agency_id: AgencyPath, caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    return await api.blocking.run(api.reads.inbox, caller, agency_id)
+
+
+@router.get("/v1/agencies/{agency_id}/cases", responses=READ_ERRORS)
+async def caseload(
+    agency_id: AgencyPath,
+    caller: Caller,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 200,
+    after: Annotated[uuid.UUID | None, Query(description="the `next` of the previous page")] = None,
+) -> dict[str, Any]:
+    api = api_of(request)
+    return await api.blocking.run(
+        api.reads.caseload, caller, agency_id, limit, str(after) if after else None
+    )
+
+
+@router.get("/v1/cases/{case_id}", responses=READ_ERRORS)
+async def case(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    return await api.blocking.run(api.reads.case, caller, str(case_id))
+
+
+@router.get("/v1/cases/{case_id}/history", responses=READ_ERRORS)
+async def history(
+    case_id: uuid.UUID,
+    caller: Caller,
+    request: Request,
+    as_of: Annotated[datetime | None, Query(description="ISO 8601 with timezone")] = None,
+) -> dict[str, Any]:
+    api = api_of(request)
+    if as_of is not None and as_of.tzinfo is None:
+        raise ApiError(422, "invalid_request", "as_of needs a timezone")
+    # Items come from the event store, their hash and legal basis from the audit
+    # view: let the view reach what is recorded now (e.g. the caller's own earlier
+    # read), or those fields would be missing for the newest events.
+    await api.views.reach_recorded()
+    return await api.blocking.run(api.reads.history, caller, str(case_id), as_of)
+
+
+@router.get("/v1/audit/verify", responses=documented(401, 403))
+async def audit_verify(caller: Caller, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    if not caller.is_auditor:
+        raise ApiError(403, "forbidden", "only auditors verify the audit trail")
+    # Verify up to what is recorded now (e.g. the auditor's own reads just before),
+    # not against an audit view that is still applying them.
+    await api.views.reach_recorded()
+    return await api.blocking.run(api.reads.verify, caller)
