@@ -27,7 +27,7 @@ class PostgresViewStore(BatchWriter, PostgresTrackingRecorder):
         self._schema = self.datastore.schema
         self._lz4: bool | None = None
         self.tracking_table = self.tracking_table_name
-        self.sql_create_statements.extend(SQL(s) for s in self.view_create_statements())  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in self.view_create_statements())  # type: ignore[misc]
 
     def _create_table(self, curs: Any) -> None:
         self._in_schema(curs)
@@ -44,7 +44,7 @@ class PostgresViewStore(BatchWriter, PostgresTrackingRecorder):
         from psycopg.sql import SQL, Identifier
 
         statements = [SQL("SET LOCAL search_path TO {}").format(Identifier(self._schema))]
-        statements.extend(SQL(statement) for statement in then)  # type: ignore[arg-type]
+        statements.extend(SQL(statement) for statement in then)  # type: ignore[misc]
         curs.execute(SQL("; ").join(statements))
 
     def _lock_views(self) -> str:
