@@ -1,14 +1,14 @@
 """A seeded, realistic history of cases, written straight into the event store.
 
 The cases follow DOMAIN.md's scenario shapes (assignment coaching cases, clinic
-discharges with a later placement, rehabilitation applications forwarded once
-under § 14 SGB IX, consents granted and revoked, notes, closures, erasure after
-retention). Each case is driven through the real ``domain.case.Case`` commands in
-memory, so every event is one the hub could have recorded, and turned into a
-stored event by the application's own mapper. Cases start at random moments over
-four years and run for weeks to more than a year, so the global order interleaves
-tens of thousands of cases, as a real store would; the history ends mid-stream
-(cases still open, offers still waiting).
+discharges with a later placement, rehabilitation applications forwarded at most
+once and decided by their receiver under § 14 SGB IX, consents granted and revoked,
+notes, closures, erasure after retention). Each case is driven through the real
+``domain.case.Case`` commands in memory, so every event is one the hub could have
+recorded, and turned into a stored event by the application's own mapper. Cases
+start at random moments over four years and run for weeks to more than a year, so
+the global order interleaves tens of thousands of cases, as a real store would; the
+history ends mid-stream (cases still open, offers still waiting).
 
 Writing goes through the recorder's ``insert_events`` in large batches, not the
 application service: a million messages through the service would take longer
@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +39,7 @@ from domain.values import (
     EmploymentKind,
     HandoverKind,
     Outcome,
+    RehabOutcome,
 )
 from services.crypto import case_key_id, seal
 
@@ -87,6 +89,12 @@ class Region:
             (self.chamber, AgencyKind.CHAMBER),
             (self.rehab, AgencyKind.REHABILITATION_AGENCY),
         ]
+
+    @cached_property
+    def kinds(self) -> Mapping[str, AgencyKind]:
+        """The registered kinds every ``Act`` carries, as the service fills them from
+        the registry: roles follow kinds. One mapping per region, shared by its acts."""
+        return dict(self.agencies())
 
 
 def regions(count: int) -> list[Region]:
@@ -155,8 +163,13 @@ class _CaseWriter:
             raise _HistoryEnds
 
     def act(self, agency: str, actor: str | None = None) -> Act:
+        # ``recorded_at`` left out: the hub's clock is ``_stamp``'s, seconds after
+        # ``occurred_at``, so both clocks see the same consents.
         return Act(
-            agency, actor or f"{agency.split('-', 1)[0]}-user-{self.rng.randrange(12)}", self.t
+            agency,
+            actor or f"{agency.split('-', 1)[0]}-user-{self.rng.randrange(12)}",
+            self.t,
+            kinds=self.region.kinds,
         )
 
     # ---- building blocks ----------------------------------------------------------
@@ -173,6 +186,7 @@ class _CaseWriter:
         self.case = Case.open(
             self.case_id,
             self.act(agency),
+            POLICY,
             programme=self.region.programme,
             site=self.rng.choice(self.region.sites),
             assignment_months=self.rng.choice((6, 12, 12, 12, 18, 24)),
@@ -247,10 +261,15 @@ class _CaseWriter:
         self.case.end_aftercare(self.act(agency))
         return True
 
-    def close_and_maybe_erase(self, lead: str, outcome: Outcome) -> None:
+    def close_and_maybe_erase(self, lead: str, outcome: Outcome, target: str | None = None) -> None:
         assert self.case is not None
         self.wait(self.rng.uniform(1, 20))
-        self.case.close(self.act(lead), outcome=outcome)
+        # A transfer names where the participant went; other outcomes name no target.
+        self.case.close(
+            self.act(lead),
+            outcome=outcome,
+            target=target if outcome is Outcome.TRANSFERRED else None,
+        )
         if self.rng.random() < 0.15:
             self.wait(self.rng.uniform(300, 700))
             self.case.erase_participant(self.act(lead, "datenschutz-1"), reason="Frist abgelaufen")
@@ -291,7 +310,7 @@ class _CaseWriter:
             self.close_and_maybe_erase(jc, Outcome.DROPPED_OUT)
             return
         self.wait(rng.uniform(0.3, 9))
-        self.case.accept_handover(self.act(coach), handover_id=assignment)
+        self.case.accept_handover(self.act(coach), POLICY, handover_id=assignment)
         coach_user = f"coach-{rng.randrange(40)}"
         self.wait(0.2)
         self.case.assign_coach(self.act(coach), coach=coach_user)
@@ -385,7 +404,7 @@ class _CaseWriter:
         if rng.random() < 0.04:
             return  # never answered
         self.wait(rng.uniform(0.5, 8))
-        self.case.accept_handover(self.act(jc), handover_id=discharge)
+        self.case.accept_handover(self.act(jc), POLICY, handover_id=discharge)
         self.reads(jc, ["contact", "health", "identity"], 2, 2)
         self.wait(rng.uniform(3, 12))
         self.case.complete_handover(self.act(jc), handover_id=discharge)
@@ -402,7 +421,7 @@ class _CaseWriter:
                 [DataCategory.IDENTITY, DataCategory.EMPLOYMENT_HISTORY],
             )
             self.wait(rng.uniform(1, 14))
-            self.case.accept_handover(self.act(r.chamber), handover_id=placement)
+            self.case.accept_handover(self.act(r.chamber), POLICY, handover_id=placement)
             measure = self.uuid()
             self.wait(rng.uniform(5, 30))
             self.case.start_measure(
@@ -433,7 +452,9 @@ class _CaseWriter:
         receiver, handover = aa, first
         if rng.random() < 0.5:
             handover = self.uuid()
-            self.wait(rng.uniform(2, 13))
+            # At most 10 days, 13 with ``wait``'s jitter: § 14 Abs. 1 allows a forward
+            # only within two weeks of receipt.
+            self.wait(rng.uniform(2, 10))
             self.case.forward_handover(
                 self.act(aa),
                 POLICY,
@@ -446,12 +467,23 @@ class _CaseWriter:
         if rng.random() < 0.03:
             return  # never answered
         self.wait(rng.uniform(1, 12))
-        self.case.accept_handover(self.act(receiver), handover_id=handover)
+        self.case.accept_handover(self.act(receiver), POLICY, handover_id=handover)
         self.wait(rng.uniform(4, 28))  # some decisions miss the 21 days
-        self.case.complete_handover(self.act(receiver), handover_id=handover)
+        # An application is completed only by its decision (§ 14 Abs. 2). Entered on
+        # time, so it needs no notice (document_ref) to count on the agency's date.
+        self.case.decide_rehab(
+            self.act(receiver),
+            POLICY,
+            handover_id=handover,
+            outcome=rng.choice(
+                (RehabOutcome.GRANTED, RehabOutcome.PARTLY_GRANTED, RehabOutcome.REFUSED)
+            ),
+        )
         self.notes(jc, 1, 15)
         if rng.random() < 0.6:
-            self.close_and_maybe_erase(jc, rng.choice((Outcome.TRANSFERRED, Outcome.TRAINING)))
+            self.close_and_maybe_erase(
+                jc, rng.choice((Outcome.TRANSFERRED, Outcome.TRAINING)), target=receiver
+            )
 
     def revoked(self) -> None:
         """Scenario 4: a discharge, a coaching assignment and a revoked health consent."""
@@ -464,23 +496,27 @@ class _CaseWriter:
         )
         assert self.case is not None
         self.wait(rng.uniform(1, 6))
-        self.case.accept_handover(self.act(jc), handover_id=discharge)
+        self.case.accept_handover(self.act(jc), POLICY, handover_id=discharge)
         self.wait(rng.uniform(1, 5))
         self.consent(jc, [DataCategory.IDENTITY, DataCategory.CONTACT], [coach], days=None)
         assignment = self.offer(
             jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY, DataCategory.CONTACT]
         )
         self.wait(rng.uniform(1, 5))
-        self.case.accept_handover(self.act(coach), handover_id=assignment)
+        self.case.accept_handover(self.act(coach), POLICY, handover_id=assignment)
         self.wait(rng.uniform(0.5, 3))
         health = self.consent(clinic, [DataCategory.HEALTH], [coach], days=None)
-        report = self.offer(clinic, HandoverKind.PLACEMENT_SUPPORT, coach, [DataCategory.HEALTH])
+        # The clinic's report goes to the coach as a discharge (the programme's
+        # coordination point, as in KoPrA): a clinic may not send placement support.
+        # The coach cannot lead, so accepting it leaves the lead with the Jobcenter.
+        report = self.offer(clinic, HandoverKind.DISCHARGE, coach, [DataCategory.HEALTH])
         self.wait(rng.uniform(0.5, 3))
-        self.case.accept_handover(self.act(coach), handover_id=report)
+        self.case.accept_handover(self.act(coach), POLICY, handover_id=report)
         self.reads(coach, ["contact", "health", "identity"], 2, 3)
         self.notes(coach, 3, 7)
         self.wait(rng.uniform(10, 40))
-        self.case.revoke_consent(self.act(coach), consent_id=health)
+        # The participant revokes through the lead (or the source); the coach may not.
+        self.case.revoke_consent(self.act(jc), consent_id=health)
         self.notes(coach, 2, 20)
 
     def run(self) -> Case | None:

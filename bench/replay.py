@@ -21,8 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from bench.common import Row, report, store_url, stores
-from bench.history import HISTORY_START, _CaseWriter, generate, regions, write
-from domain.case import Act
+from bench.history import HISTORY_START, POLICY, _CaseWriter, generate, regions, write
 from domain.values import DataCategory, HandoverKind
 from services.bootstrap import build_hub
 from services.replay import replay_case
@@ -45,11 +44,12 @@ def long_case(mapper: Any, events: int) -> tuple[UUID, list[Any], Any]:
     writer.consent(jc, [DataCategory.IDENTITY, DataCategory.CONTACT], [coach], days=None)
     handover = writer.offer(jc, HandoverKind.ASSIGNMENT, coach, [DataCategory.IDENTITY])
     writer.t += timedelta(days=1)
-    case.accept_handover(Act(coach, "coach-1", writer.t), handover_id=handover)
+    # ``writer.act`` carries the region's agency kinds, which roles follow.
+    case.accept_handover(writer.act(coach, "coach-1"), POLICY, handover_id=handover)
     while len(case.pending_events) < events:
         writer.t += timedelta(hours=1)
         case.add_note(
-            Act(coach, "coach-1", writer.t),
+            writer.act(coach, "coach-1"),
             text=writer.seal(f"Gespräch {len(case.pending_events)}") or "",
             category=DataCategory.NOTES,
         )

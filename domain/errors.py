@@ -102,3 +102,47 @@ class AlreadyDone(DomainError):
 
 class InvalidValue(DomainError):
     code = "invalid_value"
+
+
+class NotConsentSource(DomainError):
+    """A consent is recorded by its source agency; revoked through it or the lead."""
+
+    code = "not_consent_source"
+
+
+class KindNotAllowed(DomainError):
+    """Roles follow agency kinds (policy): this kind may not do this."""
+
+    code = "kind_not_allowed"
+
+
+class OccurredInFuture(DomainError):
+    code = "occurred_in_future"
+
+
+class OccurredTooEarly(DomainError):
+    """Dated before the case opened or before the step it answers."""
+
+    code = "occurred_too_early"
+
+
+class ForwardPeriodOver(DomainError):
+    code = "forward_period_over"
+
+
+class RehabApplicationOpen(DomainError):
+    code = "rehab_application_open"
+
+
+class DecisionRequired(DomainError):
+    """The second agency of a § 14 chain decides; it cannot decline or undo."""
+
+    code = "decision_required"
+
+
+class DecisionPending(DomainError):
+    code = "decision_pending"
+
+
+class OpenHandovers(DomainError):
+    code = "open_handovers"

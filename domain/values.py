@@ -84,3 +84,11 @@ class EmploymentKind(StrEnum):
     TRAINING = "training"
     BUDGET_FOR_WORK = "budget_for_work"
     OTHER = "other"
+
+
+class RehabOutcome(StrEnum):
+    """A § 14 SGB IX decision."""
+
+    GRANTED = "granted"
+    REFUSED = "refused"
+    PARTLY_GRANTED = "partly_granted"

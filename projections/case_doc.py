@@ -12,6 +12,8 @@ import copy
 from collections.abc import Callable
 from typing import Any, cast
 
+from domain.case.lifecycle import lead_after_acceptance, stage_after_activation_check
+from domain.values import Stage
 from projections.events import EventRecord
 
 Doc = dict[str, Any]
@@ -69,12 +71,10 @@ def new_case(event: EventRecord) -> Doc:
 
 
 def _activate_when_ready(doc: Doc) -> None:
-    if (
-        doc["stage"] == "opened"
-        and doc["assignment_started_at"] is not None
-        and doc["agreement_signed_at"] is not None
-    ):
-        doc["stage"] = "active"
+    stage = stage_after_activation_check(
+        Stage(doc["stage"]), doc["assignment_started_at"], doc["agreement_signed_at"]
+    )
+    doc["stage"] = stage.value
 
 
 def _consent_granted(doc: Doc, e: EventRecord) -> None:
@@ -88,11 +88,16 @@ def _consent_granted(doc: Doc, e: EventRecord) -> None:
         "valid_until": d.get("valid_until"),
         "granted_by": e.agency,
         "revoked_at": None,
+        "revoked_by": None,
+        "purpose": d.get("purpose"),  # absent in schema v1 events
+        "document_ref": d.get("document_ref"),
     }
 
 
 def _consent_revoked(doc: Doc, e: EventRecord) -> None:
-    doc["consents"][e.data["consent_id"]]["revoked_at"] = e.occurred_at
+    consent = doc["consents"][e.data["consent_id"]]
+    consent["revoked_at"] = e.occurred_at
+    consent["revoked_by"] = e.agency
 
 
 def _handover(
@@ -115,6 +120,8 @@ def _handover(
         "forwarded_to": None,
         "legal_basis": d["legal_basis"],
         "priority": d.get("priority", "normal"),  # absent in schema v1 events
+        "decision": None,
+        "decision_counted_at": None,
     }
 
 
@@ -129,8 +136,13 @@ def _handover_accepted(doc: Doc, e: EventRecord) -> None:
     handover = doc["handovers"][e.data["handover_id"]]
     handover["state"] = "accepted"
     handover["decided_at"] = e.occurred_at
-    if handover["kind"] == "discharge":
-        doc["lead_agency"] = handover["to_agency"]
+    doc["lead_agency"] = lead_after_acceptance(
+        doc["lead_agency"],
+        handover["kind"],
+        handover["from_agency"],
+        handover["to_agency"],
+        e.data.get("moves_lead"),  # absent in schema v1 events: the rule of their time
+    )
     if handover["kind"] == "assignment" and doc["assignment_started_at"] is None:
         doc["assignment_started_at"] = e.occurred_at
     _activate_when_ready(doc)
@@ -163,6 +175,31 @@ def _handover_completed(doc: Doc, e: EventRecord) -> None:
     handover = doc["handovers"][e.data["handover_id"]]
     handover["state"] = "completed"
     handover["completed_at"] = e.occurred_at
+
+
+def _rehab_decided(doc: Doc, e: EventRecord) -> None:
+    handover = doc["handovers"][e.data["handover_id"]]
+    handover["state"] = "completed"
+    handover["decision"] = e.data["outcome"]
+    handover["completed_at"] = e.occurred_at
+    handover["decision_counted_at"] = e.data["counted_at"]
+    handover["late_entry"] = e.data["late_entry"]
+    if handover["decided_at"] is None:
+        handover["decided_at"] = e.occurred_at
+
+
+def _expert_opinion_requested(doc: Doc, e: EventRecord) -> None:
+    doc["handovers"][e.data["handover_id"]]["opinion_requested_at"] = e.occurred_at
+
+
+def _expert_opinion_received(doc: Doc, e: EventRecord) -> None:
+    handover = doc["handovers"][e.data["handover_id"]]
+    handover["opinion_received_at"] = e.occurred_at
+    handover["decide_due_at"] = e.data["decide_due_at"]
+
+
+def _lead_transferred(doc: Doc, e: EventRecord) -> None:
+    doc["lead_agency"] = e.data["to_agency"]
 
 
 def _coach_assigned(doc: Doc, e: EventRecord) -> None:
@@ -268,6 +305,7 @@ def _note_added(doc: Doc, e: EventRecord) -> None:
 def _case_closed(doc: Doc, e: EventRecord) -> None:
     doc["stage"] = "closed"
     doc["outcome"] = e.data["outcome"]
+    doc["outcome_target"] = e.data.get("target")  # absent in schema v1 events
     doc["closed_at"] = e.occurred_at
 
 
@@ -312,6 +350,10 @@ APPLY: dict[str, Callable[[Doc, EventRecord], None]] = {
     "HandoverWithdrawn": _decided("withdrawn"),
     "HandoverForwarded": _handover_forwarded,
     "HandoverCompleted": _handover_completed,
+    "RehabDecided": _rehab_decided,
+    "ExpertOpinionRequested": _expert_opinion_requested,
+    "ExpertOpinionReceived": _expert_opinion_received,
+    "LeadTransferred": _lead_transferred,
     "CoachAssigned": _coach_assigned,
     "AppointmentScheduled": _appointment_scheduled,
     "AppointmentHeld": _appointment("held"),

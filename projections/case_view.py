@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from domain.case.consent import consent_valid
 from projections.case_doc import PARTICIPANT_CATEGORIES, Doc
 from projections.caseload import involved_agencies
 
@@ -19,17 +20,22 @@ from projections.caseload import involved_agencies
 def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) -> bool:
     if agency == source:
         return True
-    for c in doc["consents"].values():
-        if (
-            (c["revoked_at"] is None or at < datetime.fromisoformat(c["revoked_at"]))
-            and category in c["categories"]
-            and c["source_agency"] == source
-            and agency in c["recipients"]
-            and datetime.fromisoformat(c["valid_from"]) <= at
-            and (c["valid_until"] is None or at < datetime.fromisoformat(c["valid_until"]))
-        ):
-            return True
-    return False
+    return any(
+        category in c["categories"]
+        and c["source_agency"] == source
+        and agency in c["recipients"]
+        and consent_valid(
+            datetime.fromisoformat(c["valid_from"]),
+            _moment(c["valid_until"]),
+            _moment(c["revoked_at"]),
+            at,
+        )
+        for c in doc["consents"].values()
+    )
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def full_view(doc: Doc) -> dict[str, Any]:

@@ -108,9 +108,11 @@ def dashboard_snapshot(doc: Doc | None) -> Snapshot | None:
             hours = round(_hours(h["offered_at"], h["decided_at"]), 3)
             entries.append(("offer_to_accept_hours", pair, hours))
             if state == "completed" and h["decide_due_at"] is not None:
-                met = datetime.fromisoformat(h["completed_at"]) <= datetime.fromisoformat(
-                    h["decide_due_at"]
-                )
+                # A late-entered decision counts on the hub's clock unless a document
+                # supports its date (the domain chose ``counted_at``); events stored
+                # before decisions were their own fact count their completion.
+                counted = h.get("decision_counted_at") or h["completed_at"]
+                met = datetime.fromisoformat(counted) <= datetime.fromisoformat(h["decide_due_at"])
                 entries.append(("rehab_decisions", h["to_agency"], 0 if met else 1))
     started = doc["assignment_started_at"]
     if started is not None:

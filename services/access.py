@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from domain.policy import PolicyBook
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
 from services.application import HubApplication, MessageService
@@ -46,7 +47,9 @@ class ReadService:
         view_store: Any,
         cipher: FieldCipher,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy_book: PolicyBook | None = None,
     ) -> None:
+        self._policy_book = policy_book or PolicyBook()
         self._cipher = cipher
         self._app = app
         self._queries = queries
@@ -103,6 +106,7 @@ class ReadService:
             raise NotAllowed(f"agency {principal.subject} is not involved in this case")
         replayed = replay_case(self._app, UUID(case_id), as_of, "recorded")
         trail = {row["position"]: row for row in self._queries.audit_trail(case_id)}
+        late_after = self._policy_book.for_programme(doc["programme"]).clock.late_after
         items = []
         for event in replayed["events"]:
             audit = trail.get(event["position"], {})
@@ -115,6 +119,8 @@ class ReadService:
                 "recorded_at": event["recorded_at"],
                 "legal_basis": audit.get("legal_basis"),
                 "hash": audit.get("hash"),
+                # Kept, and marked: recorded longer after it happened than policy allows.
+                "late_entry": _late(event, late_after),
                 "payload": event["payload"],
             }
             if principal.is_auditor or self._concerns(principal.subject, doc, event):
@@ -129,7 +135,9 @@ class ReadService:
 
     @staticmethod
     def _concerns(agency: str, doc: dict[str, Any], event: dict[str, Any]) -> bool:
-        """An agency's part of a history: what it did, and the handovers it is party to."""
+        """An agency's part of a history: what it did, the handovers it is party to,
+        and the consents that name it (as source or recipient): the basis of what it
+        may receive, including their revocation by the source or the lead."""
         if event["agency"] == agency:
             return True
         payload = event["payload"]
@@ -137,7 +145,10 @@ class ReadService:
             handover = doc["handovers"].get(payload.get(key) or "")
             if handover is not None and agency in (handover["from_agency"], handover["to_agency"]):
                 return True
-        return False
+        consent = doc["consents"].get(payload.get("consent_id") or "")
+        return consent is not None and (
+            agency == consent["source_agency"] or agency in consent["recipients"]
+        )
 
     def verify(self, principal: Principal) -> dict[str, Any]:
         if not principal.is_auditor:
@@ -147,3 +158,10 @@ class ReadService:
 
     def dashboard(self, principal: Principal) -> dict[str, Any]:
         return self._queries.dashboard(self._clock())
+
+
+def _late(event: dict[str, Any], after: timedelta) -> bool:
+    occurred = event["occurred_at"]
+    if occurred is None:
+        return False
+    return datetime.fromisoformat(event["recorded_at"]) - datetime.fromisoformat(occurred) > after

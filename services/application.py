@@ -72,21 +72,27 @@ def new_token() -> str:
 
 
 class AgencyRegistry:
-    """Registered agencies; ids are cached, since agencies are only ever added."""
+    """Registered agencies; ids and kinds are cached, since agencies are only ever
+    added and never change kind."""
 
     def __init__(self, app: HubApplication) -> None:
         self._app = app
-        self._known: set[str] = set()
+        self._kinds: dict[str, AgencyKind] = {}
 
     def exists(self, agency_id: str) -> bool:
-        if agency_id in self._known:
-            return True
+        return self.kind_of(agency_id) is not None
+
+    def kind_of(self, agency_id: str) -> AgencyKind | None:
+        """The registered kind, or None for an unknown agency."""
+        kind = self._kinds.get(agency_id)
+        if kind is not None:
+            return kind
         try:
-            self._app.repository.get(agency_aggregate_id(agency_id))
+            agency = self._app.repository.get(agency_aggregate_id(agency_id))
         except AggregateNotFoundError:
-            return False
-        self._known.add(agency_id)
-        return True
+            return None
+        self._kinds[agency_id] = cast(Agency, agency).kind
+        return self._kinds[agency_id]
 
     def register(self, agency_id: str, kind: AgencyKind, name: str) -> dict[str, str]:
         if agency_id in RESERVED_AGENCY_IDS:
@@ -96,7 +102,7 @@ class AgencyRegistry:
             self._app.save(agency)
         except IntegrityError:
             raise AgencyExists(f"agency {agency_id} is already registered") from None
-        self._known.add(agency_id)
+        self._kinds[agency_id] = agency.kind
         return {"agency_id": agency_id, "kind": agency.kind.value, "name": agency.name}
 
     def get(self, agency_id: str) -> dict[str, str]:
@@ -160,6 +166,7 @@ class MessageService:
         *,
         retries: int = 20,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_recorded: Callable[[], None] = lambda: None,
         cipher: FieldCipher | None = None,
     ) -> None:
@@ -170,6 +177,7 @@ class MessageService:
         self._policy_book = policy_book
         self._retries = retries
         self._sleep = sleep
+        self._clock = clock  # the hub's clock decides (rule 4); tests may set it
 
     def record_raw(self, raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         """Parse (``MessageInvalid`` on bad input) and record."""
@@ -194,10 +202,10 @@ class MessageService:
                 return duplicate
         for attempt in range(self._retries + 1):
             try:
-                case = self._load_for(message, as_auditor=as_auditor)
+                case, received = self._load_for(message, as_auditor=as_auditor)
                 # Encrypted once the case is known to exist, so unknown ids make no keys.
                 protected = protected or self._protect(message)
-                case = self._decide(case, protected, as_auditor=as_auditor)
+                case = self._decide(case, protected, received, as_auditor=as_auditor)
             except (DomainError, AgencyUnknown, CaseNotFound, ParticipantErased) as refusal:
                 duplicate = self._duplicate(message, body_hash)
                 if duplicate is not None:
@@ -279,21 +287,36 @@ class MessageService:
             return recordings[-1].notification.id
         raise ConcurrencyConflict(f"case {case_id} kept changing; the read was not recorded")
 
-    def _load_for(self, message: Message, *, as_auditor: bool) -> Case | None:
+    def _load_for(
+        self, message: Message, *, as_auditor: bool
+    ) -> tuple[Case | None, commands.Received]:
+        kinds: dict[str, AgencyKind] = {}
         for agency_id in sorted(commands.referenced_agencies(message)):
             if as_auditor and agency_id == message.agency:
                 continue
-            if not self._registry.exists(agency_id):
+            kind = self._registry.kind_of(agency_id)
+            if kind is None:
                 raise AgencyUnknown(f"agency {agency_id} is not registered", agency=agency_id)
+            kinds[agency_id] = kind
+        # The hub's clock at reception, read after the registry and before the case:
+        # what the domain checks consents and skew against.
+        received = commands.Received(at=self._clock(), kinds=kinds)
         case = self._load(message.case_id)
         if case is None and message.type != "case.opened":
             raise CaseNotFound(f"case {message.case_id} does not exist")
-        return case
+        return case, received
 
-    def _decide(self, case: Case | None, message: Message, *, as_auditor: bool) -> Case:
+    def _decide(
+        self,
+        case: Case | None,
+        message: Message,
+        received: commands.Received,
+        *,
+        as_auditor: bool,
+    ) -> Case:
         if case is None:
-            return commands.open_case(message)
-        commands.apply_to_case(case, message, self._policy_book, as_auditor=as_auditor)
+            return commands.open_case(message, self._policy_book, received)
+        commands.apply_to_case(case, message, self._policy_book, received, as_auditor=as_auditor)
         return case
 
     def _load(self, case_id: UUID) -> Case | None:

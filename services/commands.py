@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from domain import errors
 from domain.case import Act, Case
 from domain.policy import DeadlinePolicy, PolicyBook
+from domain.values import AgencyKind
 from services.messages import (
     AftercareEndedPayload,
     AftercareStartedPayload,
@@ -45,6 +46,12 @@ from services.messages import (
     ParticipantErasedPayload,
     PlanAgreedPayload,
     PlanUpdatedPayload,
+)
+from services.messages.payloads import (
+    ExpertOpinionReceivedPayload,
+    ExpertOpinionRequestedPayload,
+    LeadTransferredPayload,
+    RehabDecidedPayload,
 )
 
 
@@ -91,6 +98,8 @@ def grant_consent(case: Case, p: ConsentGrantedPayload, ctx: Context) -> None:
         recipients=list(p.recipients),
         valid_from=p.valid_from,
         valid_until=p.valid_until,
+        purpose=p.purpose,
+        document_ref=p.document_ref,
     )
 
 
@@ -119,7 +128,7 @@ def offer_handover(case: Case, p: HandoverOfferedPayload, ctx: Context) -> None:
 
 @handles(HandoverAcceptedPayload)
 def accept_handover(case: Case, p: HandoverAcceptedPayload, ctx: Context) -> None:
-    case.accept_handover(ctx.act, handover_id=p.handover_id)
+    case.accept_handover(ctx.act, ctx.policy(case), handover_id=p.handover_id)
 
 
 @handles(HandoverDeclinedPayload)
@@ -147,6 +156,36 @@ def withdraw_handover(case: Case, p: HandoverWithdrawnPayload, ctx: Context) -> 
 @handles(HandoverCompletedPayload)
 def complete_handover(case: Case, p: HandoverCompletedPayload, ctx: Context) -> None:
     case.complete_handover(ctx.act, handover_id=p.handover_id)
+
+
+# ---- § 14 SGB IX and the lead -----------------------------------------------------
+
+
+@handles(RehabDecidedPayload)
+def decide_rehab(case: Case, p: RehabDecidedPayload, ctx: Context) -> None:
+    case.decide_rehab(
+        ctx.act,
+        ctx.policy(case),
+        handover_id=p.handover_id,
+        outcome=p.outcome,
+        reason=p.reason,
+        document_ref=p.document_ref,
+    )
+
+
+@handles(ExpertOpinionRequestedPayload)
+def request_expert_opinion(case: Case, p: ExpertOpinionRequestedPayload, ctx: Context) -> None:
+    case.request_expert_opinion(ctx.act, handover_id=p.handover_id)
+
+
+@handles(ExpertOpinionReceivedPayload)
+def receive_expert_opinion(case: Case, p: ExpertOpinionReceivedPayload, ctx: Context) -> None:
+    case.receive_expert_opinion(ctx.act, ctx.policy(case), handover_id=p.handover_id)
+
+
+@handles(LeadTransferredPayload)
+def transfer_lead(case: Case, p: LeadTransferredPayload, ctx: Context) -> None:
+    case.transfer_lead(ctx.act, ctx.policy(case), to_agency=p.to_agency, reason=p.reason)
 
 
 # ---- coaching: coach, appointments, agreement, plan, measures --------------------
@@ -227,7 +266,7 @@ def add_note(case: Case, p: NoteAddedPayload, ctx: Context) -> None:
 
 @handles(CaseClosedPayload)
 def close_case(case: Case, p: CaseClosedPayload, ctx: Context) -> None:
-    case.close(ctx.act, outcome=p.outcome)
+    case.close(ctx.act, outcome=p.outcome, withdraw_open=p.withdraw_open, target=p.target)
 
 
 @handles(ParticipantErasedPayload)
@@ -243,13 +282,15 @@ def _day(value: date | str) -> str:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def open_case(message: Message) -> Case:
+def open_case(message: Message, book: PolicyBook, received: Received) -> Case:
     p = message.payload
     if not isinstance(p, CaseOpenedPayload):
         raise TypeError("only a case.opened message opens a case")
+    policy = book.for_programme(p.programme)
     return Case.open(
         message.case_id,
-        act_of(message),
+        act_of(message, policy, received),
+        policy,
         programme=p.programme,
         site=p.site,
         assignment_months=p.assignment_months,
@@ -259,17 +300,39 @@ def open_case(message: Message) -> Case:
     )
 
 
-def act_of(message: Message) -> Act:
-    return Act(agency=message.agency, actor=message.actor, occurred_at=message.occurred_at)
+@dataclass(frozen=True)
+class Received:
+    """How the hub received a message: its own clock, and the registered kinds of the
+    agencies the message names (roles follow kinds)."""
+
+    at: datetime
+    kinds: dict[str, AgencyKind]
+
+
+def act_of(message: Message, policy: DeadlinePolicy, received: Received) -> Act:
+    return Act(
+        agency=message.agency,
+        actor=message.actor,
+        occurred_at=message.occurred_at,
+        recorded_at=received.at,
+        kinds=received.kinds,
+        future_skew=policy.clock.future_skew,
+    )
 
 
 def apply_to_case(
-    case: Case, message: Message, book: PolicyBook, *, as_auditor: bool = False
+    case: Case,
+    message: Message,
+    book: PolicyBook,
+    received: Received,
+    *,
+    as_auditor: bool = False,
 ) -> None:
     if isinstance(message.payload, CaseOpenedPayload):
         raise errors.CaseExists(f"case {message.case_id} is already opened")
     handler = HANDLERS[type(message.payload)]
-    handler(case, message.payload, Context(act_of(message), book, as_auditor))
+    act = act_of(message, book.for_programme(case.programme), received)
+    handler(case, message.payload, Context(act, book, as_auditor))
 
 
 def referenced_agencies(message: Message) -> set[str]:

@@ -162,7 +162,13 @@ def _clinic_to_jobcenter() -> Scenario:
         },
     )
     w.consent(
-        0, clinic, "sozialdienst-1", "gal-0001-klinik-jc", ["health", "contact"], [jc], until=365
+        0,
+        clinic,
+        "sozialdienst-1",
+        "gal-0001-klinik-jc",
+        ["health", "contact"],
+        [jc],
+        until=5 * 365,
     )
     w.offer(
         0,
@@ -183,7 +189,7 @@ def _clinic_to_jobcenter() -> Scenario:
         "gal-0001-jc-hwk",
         ["identity", "employment_history"],
         [hwk],
-        until=400,
+        until=5 * 365,
     )
     w.offer(
         12,
@@ -244,7 +250,7 @@ def _rehab_ping_pong_stopped() -> Scenario:
         },
     )
     w.consent(
-        0, jc, "fallmanager-3", "tr-0042-reha", ["health", "assessment"], [aa, drv], until=180
+        0, jc, "fallmanager-3", "tr-0042-reha", ["health", "assessment"], [aa, drv], until=5 * 365
     )
     w.offer(
         0,
@@ -282,12 +288,26 @@ def _rehab_ping_pong_stopped() -> Scenario:
         expect="forward_limit_reached",
     )
     w.send(12, drv, "sachbearbeitung-5", "handover.accepted", {"handover_id": w.id("reha-2")})
-    w.send(20, drv, "sachbearbeitung-5", "handover.completed", {"handover_id": w.id("reha-2")})
+    # Day 25: 16 days after the DRV's own receipt (met), 25 after the first (it would
+    # be late if the window ran from there). The notice supports the date of a
+    # decision entered later than it was made.
+    w.send(
+        25,
+        drv,
+        "sachbearbeitung-5",
+        "rehab.decided",
+        {
+            "handover_id": w.id("reha-2"),
+            "outcome": "granted",
+            "reason": "Leistungen zur Teilhabe am Arbeitsleben bewilligt",
+            "document_ref": "DRV-RLP-Bescheid-2026-0327",
+        },
+    )
     return w.scenario
 
 
 def _coaching_trier() -> Scenario:
-    w = _Writer(3, "Coaching up to twelve months (Trier)", datetime(2026, 1, 12, 8, tzinfo=CET))
+    w = _Writer(3, "Coaching up to twelve months (Trier)", datetime(2025, 10, 6, 8, tzinfo=CET))
     jc, coach = "jc-trier", "coach-trier"
     w.send(
         0,
@@ -306,7 +326,13 @@ def _coaching_trier() -> Scenario:
         },
     )
     w.consent(
-        0, jc, "fallmanager-3", "tr-0107-coach", ["identity", "contact", "plan"], [coach], until=540
+        0,
+        jc,
+        "fallmanager-3",
+        "tr-0107-coach",
+        ["identity", "contact", "plan"],
+        [coach],
+        until=5 * 365,
     )
     w.offer(
         0,
@@ -419,7 +445,7 @@ def _consent_revoked() -> Scenario:
         clinic,
         "sozialdienst-2",
         "report-1",
-        "placement_support",
+        "discharge",
         to=kopra,
         categories=["health"],
         reason="Belastbarkeit laut Entlassbericht",
@@ -432,13 +458,14 @@ def _consent_revoked() -> Scenario:
         "note.added",
         {"text": "Belastbarkeit drei Stunden täglich, keine Nachtschichten.", "category": "health"},
     )
-    w.send(30, kopra, "coach-schmidt", "consent.revoked", {"consent_id": "erz-0815-health-kopra"})
+    # The participant revokes through the lead Jobcenter (or the clinic, the source).
+    w.send(30, jc, "integration-4", "consent.revoked", {"consent_id": "erz-0815-health-kopra"})
     w.offer(
         35,
         clinic,
         "sozialdienst-2",
         "report-2",
-        "placement_support",
+        "discharge",
         to=kopra,
         categories=["health"],
         expect="consent_missing",
@@ -467,7 +494,7 @@ def _erasure() -> Scenario:
             },
         },
     )
-    w.consent(0, jc, "fallmanager-9", "ac-0300-ifd", ["identity", "contact"], [ifd], until=400)
+    w.consent(0, jc, "fallmanager-9", "ac-0300-ifd", ["identity", "contact"], [ifd], until=5 * 365)
     w.offer(
         0,
         jc,
@@ -498,6 +525,7 @@ def _erasure() -> Scenario:
     )
     w.send(90, jc, "fallmanager-9", "aftercare.started")
     w.send(270, jc, "fallmanager-9", "aftercare.ended")
+    w.send(270, ifd, "coach-klein", "handover.completed", {"handover_id": w.id("assignment")})
     w.send(271, jc, "fallmanager-9", "case.closed", {"outcome": "employed"})
     w.send(
         640, jc, "datenschutz-1", "participant.erased", {"reason": "Aufbewahrungsfrist abgelaufen"}

@@ -86,6 +86,7 @@ def case_to_dict(case: Case) -> dict[str, Any]:
                 "forwarded_to": plain(h.forwarded_to),
                 "legal_basis": list(h.legal_basis),
                 "priority": h.priority,
+                "decision": h.decision,
             }
             for h in case.handovers.values()
         ],

@@ -161,4 +161,24 @@ VALID_EXAMPLES: dict[str, dict[str, Any]] = {
     "participant.erased": _message(
         25, "participant.erased", "jc-trier", {"reason": "retention period ended"}
     ),
+    "rehab.decided": _message(
+        26,
+        "rehab.decided",
+        "drv-rlp",
+        {
+            "handover_id": HANDOVER_ID,
+            "outcome": "partly_granted",
+            "reason": "Leistungen zur Teilhabe bewilligt, ohne Umschulung",
+            "document_ref": "DRV-Bescheid-2026-0417",
+        },
+    ),
+    "expert_opinion.requested": _message(
+        27, "expert_opinion.requested", "drv-rlp", {"handover_id": HANDOVER_ID}
+    ),
+    "expert_opinion.received": _message(
+        28, "expert_opinion.received", "drv-rlp", {"handover_id": HANDOVER_ID}
+    ),
+    "lead.transferred": _message(
+        29, "lead.transferred", "jc-trier", {"to_agency": "aa-trier", "reason": "SGB III"}
+    ),
 }

@@ -45,7 +45,14 @@ def create_app(
     )
     api = ApiContext(
         auth=Authenticator(hub.tokens, blocking),
-        reads=ReadService(hub.app, hub.queries, hub.messages, hub.view_store, hub.cipher),
+        reads=ReadService(
+            hub.app,
+            hub.queries,
+            hub.messages,
+            hub.view_store,
+            hub.cipher,
+            policy_book=hub.settings.policy_book,
+        ),
         messages=hub.messages,
         views=views,
         blocking=blocking,

@@ -27,18 +27,22 @@ from services.messages.payloads import (
     ConsentGrantedPayload,
     ConsentRevokedPayload,
     EmploymentStartedPayload,
+    ExpertOpinionReceivedPayload,
+    ExpertOpinionRequestedPayload,
     HandoverAcceptedPayload,
     HandoverCompletedPayload,
     HandoverDeclinedPayload,
     HandoverForwardedPayload,
     HandoverOfferedPayload,
     HandoverWithdrawnPayload,
+    LeadTransferredPayload,
     MeasureEndedPayload,
     MeasureStartedPayload,
     NoteAddedPayload,
     ParticipantErasedPayload,
     PlanAgreedPayload,
     PlanUpdatedPayload,
+    RehabDecidedPayload,
 )
 
 
@@ -180,6 +184,26 @@ class ParticipantErasedMessage(_Envelope):
     payload: ParticipantErasedPayload
 
 
+class RehabDecidedMessage(_Envelope):
+    type: Literal["rehab.decided"]
+    payload: RehabDecidedPayload
+
+
+class ExpertOpinionRequestedMessage(_Envelope):
+    type: Literal["expert_opinion.requested"]
+    payload: ExpertOpinionRequestedPayload
+
+
+class ExpertOpinionReceivedMessage(_Envelope):
+    type: Literal["expert_opinion.received"]
+    payload: ExpertOpinionReceivedPayload
+
+
+class LeadTransferredMessage(_Envelope):
+    type: Literal["lead.transferred"]
+    payload: LeadTransferredPayload
+
+
 Message = Annotated[
     CaseOpenedMessage
     | ConsentGrantedMessage
@@ -205,7 +229,11 @@ Message = Annotated[
     | AftercareEndedMessage
     | NoteAddedMessage
     | CaseClosedMessage
-    | ParticipantErasedMessage,
+    | ParticipantErasedMessage
+    | RehabDecidedMessage
+    | ExpertOpinionRequestedMessage
+    | ExpertOpinionReceivedMessage
+    | LeadTransferredMessage,
     Field(discriminator="type"),
 ]
 

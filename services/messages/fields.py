@@ -59,8 +59,22 @@ Pseudonym = Annotated[ShortId, NotPersonal("the pseudonym stands in for the pers
 Text500 = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 NoteText = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
-Day = Annotated[dt.date, BeforeValidator(_not_a_number)]
+
+
+def _in_range(value: Any) -> Any:
+    # Outside these years a date is a typing error, and deadline sums would overflow.
+    if not 1900 <= value.year < 2200:
+        raise ValueError("must lie between the years 1900 and 2199")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_in_range)]
+Day = Annotated[dt.date, BeforeValidator(_not_a_number), AfterValidator(_in_range)]
+DocumentRef = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    NotPersonal("a reference to a signed form or notice held by its agency, never the form"),
+]
 
 _UNIQUE = {"uniqueItems": True}
 Categories = Annotated[

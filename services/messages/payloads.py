@@ -19,6 +19,7 @@ from domain.values import (
     EmploymentKind,
     HandoverKind,
     Outcome,
+    RehabOutcome,
 )
 from services.messages.fields import (
     AgencyId,
@@ -26,6 +27,7 @@ from services.messages.fields import (
     Code,
     ConsentId,
     Day,
+    DocumentRef,
     Model,
     Name,
     NoteText,
@@ -66,6 +68,10 @@ class ConsentGrantedPayload(Model):
     recipients: Recipients
     valid_from: Timestamp
     valid_until: Timestamp | None = None
+    # What the participant consented to, in the agency's words: part of the record of
+    # who was allowed what, so it outlives erasure and must name no personal data.
+    purpose: Annotated[Text500 | None, NotPersonal("the purpose named on the form")] = None
+    document_ref: DocumentRef | None = None
 
     @model_validator(mode="after")
     def _period(self) -> ConsentGrantedPayload:
@@ -184,6 +190,31 @@ class NoteAddedPayload(Model):
 
 class CaseClosedPayload(Model):
     outcome: Outcome
+    # Withdraw every open handover (recorded one by one) instead of being refused.
+    withdraw_open: bool = False
+    # For ``transferred``: the agency or programme the case went to.
+    target: Code | None = None
+
+
+class RehabDecidedPayload(Model):
+    handover_id: UUID
+    outcome: RehabOutcome
+    reason: Annotated[Text500 | None, NOTES] = None
+    # The decision notice (Bescheid): supports the date of a decision entered late.
+    document_ref: DocumentRef | None = None
+
+
+class ExpertOpinionRequestedPayload(Model):
+    handover_id: UUID
+
+
+class ExpertOpinionReceivedPayload(Model):
+    handover_id: UUID
+
+
+class LeadTransferredPayload(Model):
+    to_agency: AgencyId
+    reason: Annotated[Text500, NOTES]
 
 
 class ParticipantErasedPayload(Model):

@@ -57,7 +57,7 @@ def test_another_agency_reusing_a_message_id_records_its_own_message(
 ) -> None:
     case_id, _ = _open(api, tokens)
     handover = uuid4()
-    sent = offer(JC, case_id, handover, kind="return", to=AA)
+    sent = offer(JC, case_id, handover, kind="rehab_application", to=AA)
     offered = _post(api, tokens, sent)
     assert offered.status_code == 201, offered.text
 

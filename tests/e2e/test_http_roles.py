@@ -392,17 +392,20 @@ def test_involved_agency_reads_only_its_part_of_the_history(
     assert {i["position"] for i in items} < {i["position"] for i in full}
     kinds = {(i["type"], i["agency"]) for i in items}
     assert ("HandoverAccepted", "kopra-erzgebirge") in kinds
-    assert ("ConsentRevoked", "kopra-erzgebirge") in kinds
+    # The participant revoked the clinic's consent to it through the lead Jobcenter.
+    assert ("ConsentRevoked", "jc-erzgebirge") in kinds
     # Not its part: the case's opening and the clinic's discharge to the Jobcenter.
     assert ("CaseOpened", "klinik-erzgebirge") not in kinds
     discharge = str(demo_id("s4/discharge"))
     assert all(i["payload"].get("handover_id") != discharge for i in items)
-    # Every item is its own act or a handover it is party to.
+    # Every item is its own act, a handover it is party to, or a consent naming it.
     kopra_handovers = {str(demo_id("s4/assignment")), str(demo_id("s4/report-1"))}
+    kopra_consents = {"erz-0815-kopra", "erz-0815-health-kopra"}
     for item in items:
         assert (
             item["agency"] == "kopra-erzgebirge"
             or item["payload"].get("handover_id") in kopra_handovers
+            or item["payload"].get("consent_id") in kopra_consents
         )
 
 
@@ -482,7 +485,7 @@ def test_message_schema_is_served(api: TestClient) -> None:
     assert response.status_code == 200
     schema = response.json()
     assert schema == message_json_schema()
-    assert len(schema["oneOf"]) == 25
+    assert len(schema["oneOf"]) == 29
     assert schema["discriminator"]["propertyName"] == "type"
 
 

@@ -64,8 +64,13 @@ def _check_read_your_writes(api: TestClient, tokens: Tokens, sent: dict[str, Any
     handover = payload.get("handover_id")
     if sent["type"] == "handover.offered":
         assert handover in _inbox_ids(api, tokens, payload["to_agency"])
-    elif sent["type"] in {"handover.accepted", "handover.declined", "handover.forwarded"}:
+    elif sent["type"] in {"handover.declined", "handover.forwarded", "rehab.decided"}:
         assert handover not in _inbox_ids(api, tokens, agency)
+    elif sent["type"] == "handover.accepted":
+        # Accepted is no longer an open offer; an application stays until it is decided.
+        response = api.get(f"/v1/agencies/{agency}/inbox", headers=tokens.of(agency))
+        kinds = {i["kind"] for i in response.json()["items"] if i["handover_id"] == handover}
+        assert kinds <= {"rehab_application"}
     if sent["type"] == "handover.forwarded":
         assert payload["new_handover_id"] in _inbox_ids(api, tokens, payload["to_agency"])
 

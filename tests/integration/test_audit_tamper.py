@@ -20,7 +20,7 @@ from services.demo import demo_id, load_demo
 from services.settings import Settings
 from tests.view_helpers import ROOT, expected_chain, process_env
 
-EVENTS_IN_DEMO = 73  # 12 agencies registered + 61 case events
+EVENTS_IN_DEMO = 74  # 12 agencies registered + 62 case events
 
 
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -146,7 +146,7 @@ def _bad_messages() -> list[tuple[str, bytes, str, str | None]]:
     no_case = factories.decide("handover.accepted", "aa-trier", uuid4(), uuid4())
     opened = factories.opened("jc-trier", case_id, participant={"pseudonym": "P-1", "name": secret})
     no_consent = factories.offer(
-        "jc-trier", case_id, uuid4(), kind="assignment", to="aa-trier", categories=["health"]
+        "jc-trier", case_id, uuid4(), kind="rehab_application", to="aa-trier", categories=["health"]
     )
     return [
         ("jc-trier", b"{not json at all " + secret.encode(), "malformed_json", None),

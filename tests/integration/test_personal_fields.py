@@ -69,9 +69,9 @@ def _case_with_every_personal_field(messages: MessageService) -> UUID:
         f.opened(JC, case_id, participant=participant),
         _with(f.offer(JC, case_id, assignment, kind="assignment", to=COACH), reason="offer"),
         f.decide("handover.accepted", COACH, case_id, assignment),
-        f.offer(JC, case_id, withdrawn, kind="return", to=AA, day=1),
+        f.offer(JC, case_id, withdrawn, kind="rehab_application", to=AA, day=1),
         f.decide("handover.withdrawn", JC, case_id, withdrawn, reason=s[_k("withdrawn")]),
-        f.offer(JC, case_id, declined, kind="return", to=AA, day=1),
+        f.offer(JC, case_id, declined, kind="rehab_application", to=AA, day=1),
         f.decide("handover.declined", AA, case_id, declined, reason=s[_k("declined")]),
         f.offer(JC, case_id, rehab, kind="rehab_application", to=AA, day=1),
         f.decide(

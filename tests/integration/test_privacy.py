@@ -220,7 +220,7 @@ def _health_case(hub: Hub) -> tuple[UUID, ReadService]:
     )
     hub.messages.record_raw(
         f.offer(
-            clinic, case_id, f.new_id(), kind="placement_support", to=coach, categories=["health"]
+            clinic, case_id, f.new_id(), kind="discharge", to=coach, categories=["health"]
         )
     )
     hub.messages.record_raw(
@@ -245,7 +245,8 @@ def test_consent_revoked_then_read_the_category_is_gone(hub: Hub) -> None:
         "Diagnose F32.1, stabil"
     ]
     hub.messages.record_raw(
-        f.message("consent.revoked", "coach-p", case_id, {"consent_id": "h1"}, day=2)
+        # through the source: the coach may not revoke the clinic's consent
+        f.message("consent.revoked", "clinic-p", case_id, {"consent_id": "h1"}, day=2)
     )
     hub.views.catch_up()
 
@@ -358,7 +359,9 @@ def test_events_stored_before_schema_v2_load_through_the_upcaster(tmp_path: Path
         assert {h["priority"] for h in doc["handovers"].values()} == {"normal"}
 
         now = datetime.now(UTC)
-        offer = f.offer("jc-trier", demo_id("s2/case"), f.new_id(), kind="return", to="aa-trier")
+        offer = f.offer(
+            "jc-trier", demo_id("s2/case"), f.new_id(), kind="rehab_application", to="aa-trier"
+        )
         offer["payload"]["priority"] = "urgent"
         offer["occurred_at"] = (now - timedelta(hours=1)).isoformat()
         hub.messages.record_raw(offer)

@@ -16,11 +16,23 @@ import pytest
 
 from domain.case import Act, Case
 from domain.errors import DomainError
-from domain.policy import DeadlinePolicy
-from domain.values import DataCategory, HandoverKind
+from domain.policy import DeadlinePolicy, HandoverRoles, RolePolicy
+from domain.values import AgencyKind, DataCategory, HandoverKind
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 POLICY = DeadlinePolicy()
+# For tests of the state machine alone (rules 1, 2): every kind may send and receive
+# every handover kind, so parties can stay fixed. Roles (rule 6) are tested with
+# POLICY, DOMAIN.md's defaults.
+_EVERY_KIND = frozenset(AgencyKind)
+ANY_ROLES = DeadlinePolicy(
+    roles=RolePolicy(
+        may_open=_EVERY_KIND,
+        may_lead=_EVERY_KIND,
+        handovers={k: HandoverRoles(_EVERY_KIND, _EVERY_KIND) for k in HandoverKind},
+        forward_to=_EVERY_KIND,
+    )
+)
 
 # Agencies by role. The domain only knows ids; the names say what they stand for.
 JOBCENTER = "jc-trier"
@@ -34,13 +46,34 @@ OUTSIDER = "somebody-else"
 
 PROGRAMME = "inklusionsinitiative-trier"
 
+# What the registry says of each agency: roles follow kinds (rule 6).
+KINDS: dict[str, AgencyKind] = {
+    JOBCENTER: AgencyKind.JOBCENTER,
+    COACHING: AgencyKind.COACHING_PROVIDER,
+    CLINIC: AgencyKind.PSYCHIATRIC_CLINIC,
+    EMPLOYMENT_AGENCY: AgencyKind.EMPLOYMENT_AGENCY,
+    DRV: AgencyKind.REHABILITATION_AGENCY,
+    CHAMBER: AgencyKind.CHAMBER,
+    INTEGRATION_OFFICE: AgencyKind.INTEGRATION_OFFICE,
+    OUTSIDER: AgencyKind.COACHING_PROVIDER,
+}
+
 
 def at(days: float = 0, hours: float = 0) -> datetime:
     return T0 + timedelta(days=days, hours=hours)
 
 
-def act(agency: str, days: float = 0, *, actor: str | None = None) -> Act:
-    return Act(agency, actor or f"user@{agency}", at(days))
+def act(
+    agency: str,
+    days: float = 0,
+    *,
+    actor: str | None = None,
+    recorded_days: float | None = None,
+) -> Act:
+    """An act as the service builds it: both clocks (recorded when it happened unless
+    ``recorded_days`` says otherwise) and the registry's kinds."""
+    recorded = at(days if recorded_days is None else recorded_days)
+    return Act(agency, actor or f"user@{agency}", at(days), recorded_at=recorded, kinds=KINDS)
 
 
 def open_case(
@@ -51,7 +84,7 @@ def open_case(
     **kwargs: Any,
 ) -> Case:
     kwargs.setdefault("participant", {"pseudonym": "P-0001"})
-    return Case.open(uuid4(), act(agency, days), programme=programme, **kwargs)
+    return Case.open(uuid4(), act(agency, days), POLICY, programme=programme, **kwargs)
 
 
 def offer(
@@ -104,7 +137,7 @@ def forward(
 def grant(
     case: Case,
     *,
-    by: str = JOBCENTER,
+    by: str | None = None,
     categories: Sequence[DataCategory] = (DataCategory.HEALTH,),
     source: str = JOBCENTER,
     recipients: Sequence[str] = (COACHING,),
@@ -113,9 +146,11 @@ def grant(
     days: float = 0,
     consent_id: str | None = None,
 ) -> str:
+    """A consent recorded by its source agency (unless ``by`` names another, as a
+    forgery would)."""
     consent_id = consent_id or f"consent-{uuid4().hex[:8]}"
     case.grant_consent(
-        act(by, days),
+        act(by or source, days),
         consent_id=consent_id,
         categories=list(categories),
         source_agency=source,
@@ -126,12 +161,38 @@ def grant(
     return consent_id
 
 
+# Who sends and receives each handover kind under DOMAIN.md's default roles (POLICY).
+RIGHTFUL: dict[HandoverKind, tuple[str, str]] = {
+    HandoverKind.ASSIGNMENT: (JOBCENTER, COACHING),
+    HandoverKind.DISCHARGE: (CLINIC, JOBCENTER),
+    HandoverKind.REHAB_APPLICATION: (JOBCENTER, DRV),
+    HandoverKind.PLACEMENT_SUPPORT: (JOBCENTER, CHAMBER),
+    HandoverKind.RETURN: (COACHING, JOBCENTER),
+}
+
+
+def rightful_offer(
+    kind: HandoverKind, *, days: float = 0, policy: DeadlinePolicy = POLICY, **kwargs: Any
+) -> tuple[Case, UUID]:
+    """A case with one handover of ``kind`` offered between the agencies of
+    ``RIGHTFUL``: a discharge comes from the clinic that opened the case; a return
+    from a coaching provider that takes part through an (offered) assignment."""
+    sender, receiver = RIGHTFUL[kind]
+    case = open_case(CLINIC if kind is HandoverKind.DISCHARGE else JOBCENTER)
+    if kind is HandoverKind.RETURN:
+        offer(case, sender=JOBCENTER, receiver=COACHING)
+    handover_id = offer(
+        case, sender=sender, receiver=receiver, kind=kind, days=days, policy=policy, **kwargs
+    )
+    return case, handover_id
+
+
 def active_case() -> tuple[Case, UUID]:
     """A case whose assignment the coaching provider accepted and whose agreement is
     signed; returns the case and the assignment handover id."""
     case = open_case()
     assignment = offer(case)
-    case.accept_handover(act(COACHING, 1), handover_id=assignment)
+    case.accept_handover(act(COACHING, 1), POLICY, handover_id=assignment)
     case.sign_agreement(act(COACHING, 2))
     return case, assignment
 

@@ -19,7 +19,6 @@ from domain.errors import (
 from domain.values import DataCategory, HandoverKind, HandoverState
 from tests.unit.case_builders import (
     CHAMBER,
-    CLINIC,
     COACHING,
     DRV,
     EMPLOYMENT_AGENCY,
@@ -70,7 +69,10 @@ def _another_recipient(case: Case) -> None:
 
 
 def _different_source(case: Case) -> None:
-    grant(case, source=CLINIC)
+    # The employment agency takes part through a rehabilitation application and
+    # records a consent naming itself as source: it does not cover the Jobcenter's data.
+    offer(case, sender=JOBCENTER, receiver=EMPLOYMENT_AGENCY, kind=HandoverKind.REHAB_APPLICATION)
+    grant(case, source=EMPLOYMENT_AGENCY)
 
 
 def _not_yet_valid(case: Case) -> None:
@@ -107,12 +109,14 @@ def test_consent_that_does_not_cover_the_handover_is_refused(
 ) -> None:
     case = open_case(JOBCENTER)
     setup(case)
+    handovers_before = dict(case.handovers)
     case.collect_events()
 
     with raises_domain(ConsentMissing, "consent_missing"):
         offer_health(case, days=5)
 
-    assert case.handovers == {}
+    assert case.handovers == handovers_before
+    assert all(h.to_agency != COACHING for h in case.handovers.values())
     assert case.collect_events() == []
 
 
@@ -235,7 +239,9 @@ def test_forward_with_health_is_covered_by_consent_from_forwarder_or_origin(
 def test_forward_with_health_is_not_covered_by_a_consent_from_an_unrelated_source() -> None:
     case = open_case(JOBCENTER)
     handover_id = _rehab_with_health(case)
-    grant(case, source=CLINIC, recipients=[DRV])
+    # The coaching provider takes part in the case but is neither forwarder nor origin.
+    offer(case, sender=JOBCENTER, receiver=COACHING)
+    grant(case, source=COACHING, recipients=[DRV])
 
     with raises_domain(ConsentMissing, "consent_missing"):
         forward(case, handover_id, by=EMPLOYMENT_AGENCY, to=DRV, days=9)

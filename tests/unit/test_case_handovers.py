@@ -1,5 +1,10 @@
 """The handover state machine (DOMAIN.md) and rules 1 and 2, on the pure ``Case``.
 
+The state machine is the same for every handover kind, so these tests keep fixed
+parties and run under ``ANY_ROLES`` (every kind may send and receive every handover
+kind). Roles (rule 6) are tested under DOMAIN.md's defaults in
+``test_case_authority_and_time.py``; the § 14 SGB IX tests below use the defaults.
+
 offered ──accept──▶ accepted ──complete──▶ completed
    │  ╲──decline──▶ declined
    │   ╲─forward──▶ forwarded (a new handover is offered to the next agency)
@@ -18,6 +23,7 @@ from hypothesis import strategies as st
 
 from domain.case import STATUTORY_TASK, Case
 from domain.errors import (
+    DecisionRequired,
     ForwardLimitReached,
     HandoverExists,
     HandoverUnknown,
@@ -26,8 +32,9 @@ from domain.errors import (
     NotReceiver,
     NotSender,
 )
-from domain.values import HandoverKind, HandoverState
+from domain.values import HandoverKind, HandoverState, RehabOutcome
 from tests.unit.case_builders import (
+    ANY_ROLES,
     CHAMBER,
     CLINIC,
     COACHING,
@@ -52,7 +59,7 @@ NON_REHAB_KINDS = [k for k in HandoverKind if k is not HandoverKind.REHAB_APPLIC
 
 def offered_case(kind: HandoverKind = HandoverKind.PLACEMENT_SUPPORT) -> tuple[Case, UUID]:
     case = open_case(SENDER)
-    return case, offer(case, sender=SENDER, receiver=RECEIVER, kind=kind)
+    return case, offer(case, sender=SENDER, receiver=RECEIVER, kind=kind, policy=ANY_ROLES)
 
 
 def event_names(events: list[object]) -> list[str]:
@@ -85,7 +92,7 @@ def test_offer_records_an_offered_handover(kind: HandoverKind) -> None:
 def test_offered_then_accepted_then_completed() -> None:
     case, handover_id = offered_case()
 
-    case.accept_handover(act(RECEIVER, 2), handover_id=handover_id)
+    case.accept_handover(act(RECEIVER, 2), ANY_ROLES, handover_id=handover_id)
     accepted = case.handover(handover_id)
     assert accepted.state is HandoverState.ACCEPTED
     assert accepted.decided_at == at(2)
@@ -138,7 +145,9 @@ def test_offered_then_forwarded_offers_a_linked_handover_to_the_next_agency(
 ) -> None:
     case, first_id = offered_case(kind)
 
-    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=9, reason="not competent")
+    second_id = forward(
+        case, first_id, by=RECEIVER, to=NEXT, days=9, reason="not competent", policy=ANY_ROLES
+    )
 
     first = case.handover(first_id)
     second = case.handover(second_id)
@@ -162,9 +171,9 @@ def test_offered_then_forwarded_offers_a_linked_handover_to_the_next_agency(
 
 def test_forwarded_handover_can_be_accepted_by_the_next_agency() -> None:
     case, first_id = offered_case()
-    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1)
+    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1, policy=ANY_ROLES)
 
-    case.accept_handover(act(NEXT, 2), handover_id=second_id)
+    case.accept_handover(act(NEXT, 2), ANY_ROLES, handover_id=second_id)
 
     assert case.handover(second_id).state is HandoverState.ACCEPTED
     assert case.handover(first_id).state is HandoverState.FORWARDED
@@ -173,7 +182,7 @@ def test_forwarded_handover_can_be_accepted_by_the_next_agency() -> None:
 
 def test_forwarder_may_withdraw_the_handover_it_forwarded() -> None:
     case, first_id = offered_case()
-    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1)
+    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1, policy=ANY_ROLES)
 
     case.withdraw_handover(act(RECEIVER, 2), handover_id=second_id, reason="mistake")
 
@@ -186,7 +195,7 @@ Command = Callable[[Case, UUID], None]
 
 
 def _accept(case: Case, hid: UUID) -> None:
-    case.accept_handover(act(RECEIVER, 5), handover_id=hid)
+    case.accept_handover(act(RECEIVER, 5), ANY_ROLES, handover_id=hid)
 
 
 def _decline(case: Case, hid: UUID) -> None:
@@ -194,7 +203,7 @@ def _decline(case: Case, hid: UUID) -> None:
 
 
 def _forward(case: Case, hid: UUID) -> None:
-    forward(case, hid, by=RECEIVER, to=INTEGRATION_OFFICE, days=5)
+    forward(case, hid, by=RECEIVER, to=INTEGRATION_OFFICE, days=5, policy=ANY_ROLES)
 
 
 def _withdraw(case: Case, hid: UUID) -> None:
@@ -288,7 +297,7 @@ def test_decline_twice_is_refused() -> None:
 def _case_with_a_third_involved_agency() -> tuple[Case, UUID]:
     """CLINIC is involved in the case through another handover, but not in this one."""
     case, handover_id = offered_case()
-    offer(case, sender=SENDER, receiver=CLINIC, kind=HandoverKind.RETURN)
+    offer(case, sender=SENDER, receiver=CLINIC, kind=HandoverKind.RETURN, policy=ANY_ROLES)
     return case, handover_id
 
 
@@ -304,11 +313,15 @@ def test_only_the_receiver_decides(command: str, wrong_agency: str) -> None:
     state = case.handover(handover_id).state
     case.collect_events()
     run: dict[str, Callable[[], None]] = {
-        "accept": lambda: case.accept_handover(act(wrong_agency, 1), handover_id=handover_id),
+        "accept": lambda: case.accept_handover(
+            act(wrong_agency, 1), ANY_ROLES, handover_id=handover_id
+        ),
         "decline": lambda: case.decline_handover(
             act(wrong_agency, 1), handover_id=handover_id, reason="x"
         ),
-        "forward": lambda: forward(case, handover_id, by=wrong_agency, to=DRV, days=1),
+        "forward": lambda: forward(
+            case, handover_id, by=wrong_agency, to=DRV, days=1, policy=ANY_ROLES
+        ),
         "complete": lambda: case.complete_handover(act(wrong_agency, 1), handover_id=handover_id),
     }
 
@@ -333,7 +346,7 @@ def test_only_the_sender_withdraws(wrong_agency: str) -> None:
 
 def test_original_sender_cannot_withdraw_the_forwarded_handover() -> None:
     case, first_id = offered_case()
-    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1)
+    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1, policy=ANY_ROLES)
 
     with raises_domain(NotSender, "not_sender"):
         case.withdraw_handover(act(SENDER, 2), handover_id=second_id, reason="x")
@@ -379,9 +392,9 @@ def test_forwarding_a_forwarded_rehab_application_is_refused() -> None:
 @pytest.mark.parametrize("kind", NON_REHAB_KINDS)
 def test_other_kinds_may_be_forwarded_twice(kind: HandoverKind) -> None:
     case, first_id = offered_case(kind)
-    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1)
+    second_id = forward(case, first_id, by=RECEIVER, to=NEXT, days=1, policy=ANY_ROLES)
 
-    third_id = forward(case, second_id, by=NEXT, to=INTEGRATION_OFFICE, days=2)
+    third_id = forward(case, second_id, by=NEXT, to=INTEGRATION_OFFICE, days=2, policy=ANY_ROLES)
 
     chain = [case.handover(h) for h in (first_id, second_id, third_id)]
     assert [h.state for h in chain] == [
@@ -417,14 +430,26 @@ def test_scenario_rehabilitation_ping_pong_stopped() -> None:
     with raises_domain(ForwardLimitReached, "forward_limit_reached"):
         forward(case, second_id, by=DRV, to=EMPLOYMENT_AGENCY, days=15)
 
-    case.accept_handover(act(DRV, 20), handover_id=second_id)
+    with raises_domain(DecisionRequired, "decision_required"):
+        case.decline_handover(act(DRV, 15), handover_id=second_id, reason="not ours either")
+
+    case.accept_handover(act(DRV, 20), POLICY, handover_id=second_id)
 
     second = case.handover(second_id)
     assert second.state is HandoverState.ACCEPTED
     assert second.decide_due_at is not None
     assert second.decided_at is not None
     assert second.decided_at <= second.decide_due_at
-    assert_replays_equal(case)
+    # ... and the second agency records its decision, within three weeks of day 9
+    case.decide_rehab(act(DRV, 20), POLICY, handover_id=second_id, outcome=RehabOutcome.GRANTED)
+    decided = case.handover(second_id)
+    assert decided.state is HandoverState.COMPLETED
+    assert decided.decision == "granted"
+    events = case.collect_events()
+    assert type(events[-1]).__name__ == "RehabDecided"
+    assert events[-1].counted_at == at(20) <= second.decide_due_at
+    assert events[-1].late_entry is False
+    assert_replays_equal(case, events)
 
 
 @pytest.mark.parametrize("target", [RECEIVER, SENDER], ids=["to-itself", "back-to-sender"])
@@ -432,7 +457,7 @@ def test_forward_to_itself_or_back_to_the_sender_is_refused(target: str) -> None
     case, handover_id = offered_case()
 
     with raises_domain(InvalidRecipient, "invalid_recipient"):
-        forward(case, handover_id, by=RECEIVER, to=target, days=1)
+        forward(case, handover_id, by=RECEIVER, to=target, days=1, policy=ANY_ROLES)
 
     assert case.handover(handover_id).state is HandoverState.OFFERED
 
@@ -453,7 +478,7 @@ def test_reusing_a_handover_id_on_offer_is_refused() -> None:
     case, handover_id = offered_case()
 
     with raises_domain(HandoverExists, "handover_exists"):
-        offer(case, sender=SENDER, receiver=CLINIC, handover_id=handover_id)
+        offer(case, sender=SENDER, receiver=CLINIC, handover_id=handover_id, policy=ANY_ROLES)
 
     assert case.handover(handover_id).to_agency == RECEIVER
 
@@ -461,13 +486,13 @@ def test_reusing_a_handover_id_on_offer_is_refused() -> None:
 @pytest.mark.parametrize("reuse", ["same", "other"])
 def test_reusing_a_handover_id_on_forward_is_refused(reuse: str) -> None:
     case, handover_id = offered_case()
-    other_id = offer(case, sender=SENDER, receiver=CLINIC)
+    other_id = offer(case, sender=SENDER, receiver=CLINIC, policy=ANY_ROLES)
     existing = handover_id if reuse == "same" else other_id
 
     with raises_domain(HandoverExists, "handover_exists"):
         case.forward_handover(
             act(RECEIVER, 1),
-            POLICY,
+            ANY_ROLES,
             handover_id=handover_id,
             new_handover_id=existing,
             to_agency=NEXT,
@@ -519,17 +544,17 @@ def test_random_command_sequences_follow_the_state_machine(
     steps: list[tuple[str, str]],
 ) -> None:
     case = open_case(SENDER)
-    offer(case, sender=SENDER, receiver=CLINIC, kind=HandoverKind.RETURN)
-    handover_id = offer(case, sender=SENDER, receiver=RECEIVER)
+    offer(case, sender=SENDER, receiver=CLINIC, kind=HandoverKind.RETURN, policy=ANY_ROLES)
+    handover_id = offer(case, sender=SENDER, receiver=RECEIVER, policy=ANY_ROLES)
     state = HandoverState.OFFERED
     for day, (command, agency) in enumerate(steps, start=1):
         expected = _expected_error(state, command, agency)
         a = act(agency, day)
         attempt: dict[str, Callable[[], None]] = {
-            "accept": lambda a=a: case.accept_handover(a, handover_id=handover_id),
+            "accept": lambda a=a: case.accept_handover(a, ANY_ROLES, handover_id=handover_id),
             "decline": lambda a=a: case.decline_handover(a, handover_id=handover_id, reason="r"),
             "forward": lambda a=a: case.forward_handover(
-                a, POLICY, handover_id=handover_id, new_handover_id=uuid4(),
+                a, ANY_ROLES, handover_id=handover_id, new_handover_id=uuid4(),
                 to_agency=INTEGRATION_OFFICE, reason="r",
             ),
             "withdraw": lambda a=a: case.withdraw_handover(

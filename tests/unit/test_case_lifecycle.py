@@ -42,11 +42,15 @@ from tests.unit.case_builders import (
     CHAMBER,
     CLINIC,
     COACHING,
+    DRV,
+    EMPLOYMENT_AGENCY,
     INTEGRATION_OFFICE,
     JOBCENTER,
+    KINDS,
     OUTSIDER,
     POLICY,
     PROGRAMME,
+    RIGHTFUL,
     T0,
     act,
     active_case,
@@ -56,6 +60,7 @@ from tests.unit.case_builders import (
     offer,
     open_case,
     raises_domain,
+    rightful_offer,
 )
 
 # ---- opening ---------------------------------------------------------------------------
@@ -66,7 +71,7 @@ def test_open_records_the_case_with_the_opener_as_lead() -> None:
 
     case = Case.open(
         case_id,
-        Act(JOBCENTER, "cm-1", T0),
+        Act(JOBCENTER, "cm-1", T0, kinds=KINDS),
         programme=PROGRAMME,
         site="Trier-Nord",
         participant={"pseudonym": "P-0001", "name": "Erika"},
@@ -124,13 +129,16 @@ def test_naive_occurred_at_is_refused() -> None:
 def test_every_event_names_agency_actor_occurred_at_and_recorded_timestamp() -> None:
     before = datetime.now(UTC)
     case = Case.open(
-        uuid4(), Act(JOBCENTER, "cm-1", T0), programme=PROGRAMME, participant={"pseudonym": "P"}
+        uuid4(),
+        Act(JOBCENTER, "cm-1", T0, kinds=KINDS),
+        programme=PROGRAMME,
+        participant={"pseudonym": "P"},
     )
     expected: list[tuple[str, str, datetime]] = [(JOBCENTER, "cm-1", T0)]
 
     def do(agency: str, actor: str, days: int, command: Callable[[Act], None]) -> None:
         moment = T0 + timedelta(days=days)
-        command(Act(agency, actor, moment))
+        command(Act(agency, actor, moment, kinds=KINDS))
         expected.append((agency, actor, moment))
 
     assignment = uuid4()
@@ -169,7 +177,9 @@ def test_every_event_names_agency_actor_occurred_at_and_recorded_timestamp() -> 
         5,
         lambda a: case.add_note(a, text="first contact", category=DataCategory.NOTES),
     )
-    do(JOBCENTER, "cm-1", 6, lambda a: case.close(a, outcome=Outcome.OTHER))
+    # rule 7: the case closes once no handover is open
+    do(COACHING, "coach-7", 6, lambda a: case.complete_handover(a, handover_id=assignment))
+    do(JOBCENTER, "cm-1", 7, lambda a: case.close(a, outcome=Outcome.OTHER))
     after = datetime.now(UTC)
 
     events = case.collect_events()
@@ -214,11 +224,11 @@ def test_case_becomes_active_after_assignment_accepted_and_agreement_signed(
 
 @pytest.mark.parametrize("kind", [k for k in HandoverKind if k is not HandoverKind.ASSIGNMENT])
 def test_accepting_another_kind_of_handover_does_not_activate(kind: HandoverKind) -> None:
-    case = open_case()
-    handover_id = offer(case, receiver=COACHING, kind=kind)
+    case, handover_id = rightful_offer(kind)
+    _, receiver = RIGHTFUL[kind]
     case.sign_agreement(act(JOBCENTER, 1))
 
-    case.accept_handover(act(COACHING, 2), handover_id=handover_id)
+    case.accept_handover(act(receiver, 2), POLICY, handover_id=handover_id)
 
     assert case.stage is Stage.OPENED
     assert case.assignment_ends_at is None
@@ -335,9 +345,11 @@ def test_aftercare_cannot_end_when_none_is_running(stage: Stage) -> None:
 
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_lead_agency_closes_with_an_outcome(outcome: Outcome) -> None:
-    case, _ = active_case()
+    case, assignment = active_case()
+    case.complete_handover(act(COACHING, 29), handover_id=assignment)
+    target = "jobcenter-koeln" if outcome is Outcome.TRANSFERRED else None
 
-    case.close(act(JOBCENTER, 30), outcome=outcome)
+    case.close(act(JOBCENTER, 30), outcome=outcome, target=target)
 
     assert case.stage is Stage.CLOSED
     assert case.is_closed
@@ -350,9 +362,10 @@ def test_lead_agency_closes_with_an_outcome(outcome: Outcome) -> None:
 def test_case_closes_from_every_open_stage(stage: Stage) -> None:
     case = _case_in(stage)
 
-    case.close(act(JOBCENTER, 300), outcome=Outcome.MOVED_AWAY)
+    case.close(act(JOBCENTER, 300), outcome=Outcome.MOVED_AWAY, withdraw_open=True)
 
     assert case.stage is Stage.CLOSED
+    assert not any(h.is_open for h in case.handovers.values())
 
 
 def test_only_the_lead_agency_closes() -> None:
@@ -417,7 +430,9 @@ def test_undone_discharge_leaves_the_lead_unchanged(decision: str) -> None:
 def test_scenario_clinic_to_jobcenter() -> None:
     """DOMAIN scenario 1 (G-A-L), on the aggregate."""
     case, discharge = _clinic_case_with_discharge()
-    case.accept_handover(act(JOBCENTER, 3), handover_id=discharge)
+    case.accept_handover(act(JOBCENTER, 3), POLICY, handover_id=discharge)
+    # the Jobcenter's contact before the discharge date completes the discharge
+    case.complete_handover(act(JOBCENTER, 10), handover_id=discharge)
     placement = offer(
         case, sender=JOBCENTER, receiver=CHAMBER, kind=HandoverKind.PLACEMENT_SUPPORT, days=5
     )
@@ -432,7 +447,9 @@ def test_scenario_clinic_to_jobcenter() -> None:
 
     assert case.stage is Stage.CLOSED
     assert case.outcome is Outcome.EMPLOYED
-    assert case.handover(discharge).state is HandoverState.ACCEPTED
+    # rule 7: nothing is open when the case closes (the discharge was completed; an
+    # accepted but unfinished one would block the closure)
+    assert case.handover(discharge).state is HandoverState.COMPLETED
     assert case.handover(placement).state is HandoverState.COMPLETED
     assert_replays_equal(case)
 
@@ -488,13 +505,13 @@ def test_assignment_end_is_clamped_to_the_last_day_of_the_month(
 ) -> None:
     case = Case.open(
         uuid4(),
-        Act(JOBCENTER, "cm", accepted_on - timedelta(days=1)),
+        Act(JOBCENTER, "cm", accepted_on - timedelta(days=1), kinds=KINDS),
         programme=PROGRAMME,
         assignment_months=months,
         participant={"pseudonym": "P"},
     )
     assignment = offer(case, days=(accepted_on - T0).days - 1)
-    case.accept_handover(Act(COACHING, "c", accepted_on), handover_id=assignment)
+    case.accept_handover(Act(COACHING, "c", accepted_on, kinds=KINDS), handover_id=assignment)
 
     assert case.assignment_ends_at == ends_on
 
@@ -518,7 +535,7 @@ def test_extension_must_be_between_one_and_twenty_four_months(months: int) -> No
 
 def test_scenario_coaching_up_to_twelve_months() -> None:
     """DOMAIN scenario 3 (Trier), on the aggregate."""
-    case, _ = active_case()
+    case, assignment = active_case()
     meeting = uuid4()
     case.schedule_appointment(
         act(COACHING, 1), appointment_id=meeting, kind=AppointmentKind.INFORMATION, at=at(5)
@@ -526,6 +543,8 @@ def test_scenario_coaching_up_to_twelve_months() -> None:
     case.record_appointment_held(act(COACHING, 5), appointment_id=meeting)
     case.agree_plan(act(COACHING, 10), goals=["Praktikum"], modules=["Bewerbung"])
     case.extend_assignment(act(JOBCENTER, 330), months=3, reason="Praktikum läuft")
+    # the participant moves away: the provider reports the coaching's end
+    case.complete_handover(act(COACHING, 399), handover_id=assignment)
 
     case.close(act(JOBCENTER, 400), outcome=Outcome.MOVED_AWAY)
 
@@ -709,11 +728,15 @@ class Ids:
 
 
 def _rich_case() -> tuple[Case, Ids]:
-    """Active case holding one of everything a command can refer to."""
+    """Active case holding one of everything a command can refer to. The offered
+    handover is a rehabilitation application: under the default roles it is the
+    kind its receiver may forward (to a rehabilitation agency)."""
     case, assignment = active_case()
     ids = Ids(
         assignment=assignment,
-        offered=offer(case, receiver=CHAMBER, kind=HandoverKind.PLACEMENT_SUPPORT, days=3),
+        offered=offer(
+            case, receiver=EMPLOYMENT_AGENCY, kind=HandoverKind.REHAB_APPLICATION, days=3
+        ),
         consent=grant(case, days=3),
         appointment=uuid4(),
         measure=uuid4(),
@@ -726,6 +749,13 @@ def _rich_case() -> tuple[Case, Ids]:
     return case, ids
 
 
+def _close_rich(case: Case, ids: Ids, days: float, outcome: Outcome) -> None:
+    """Rule 7: the pending rehabilitation application is withdrawn by its sender
+    (a pending § 14 decision blocks closure), the closure withdraws the rest."""
+    case.withdraw_handover(act(JOBCENTER, days), handover_id=ids.offered, reason="closing")
+    case.close(act(JOBCENTER, days), outcome=outcome, withdraw_open=True)
+
+
 # command name -> (rightful agency, call(case, ids, act))
 CommandCall = Callable[[Case, Ids, Act], None]
 ALL_COMMANDS: dict[str, tuple[str, CommandCall]] = {
@@ -734,13 +764,15 @@ ALL_COMMANDS: dict[str, tuple[str, CommandCall]] = {
         recipients=[COACHING], valid_from=T0)),
     "revoke_consent": (JOBCENTER, lambda c, i, a: c.revoke_consent(a, consent_id=i.consent)),
     "offer_handover": (JOBCENTER, lambda c, i, a: c.offer_handover(
-        a, POLICY, handover_id=uuid4(), kind="return", to_agency=INTEGRATION_OFFICE)),
-    "accept_handover": (CHAMBER, lambda c, i, a: c.accept_handover(a, handover_id=i.offered)),
-    "decline_handover": (CHAMBER, lambda c, i, a: c.decline_handover(
+        a, POLICY, handover_id=uuid4(), kind="placement_support",
+        to_agency=INTEGRATION_OFFICE)),
+    "accept_handover": (EMPLOYMENT_AGENCY, lambda c, i, a: c.accept_handover(
+        a, POLICY, handover_id=i.offered)),
+    "decline_handover": (EMPLOYMENT_AGENCY, lambda c, i, a: c.decline_handover(
         a, handover_id=i.offered, reason="x")),
-    "forward_handover": (CHAMBER, lambda c, i, a: c.forward_handover(
+    "forward_handover": (EMPLOYMENT_AGENCY, lambda c, i, a: c.forward_handover(
         a, POLICY, handover_id=i.offered, new_handover_id=uuid4(),
-        to_agency=INTEGRATION_OFFICE, reason="x")),
+        to_agency=DRV, reason="x")),
     "withdraw_handover": (JOBCENTER, lambda c, i, a: c.withdraw_handover(
         a, handover_id=i.offered, reason="x")),
     "complete_handover": (COACHING, lambda c, i, a: c.complete_handover(
@@ -765,14 +797,14 @@ ALL_COMMANDS: dict[str, tuple[str, CommandCall]] = {
     "start_aftercare": (COACHING, lambda c, i, a: c.start_aftercare(a)),
     "end_aftercare": (COACHING, lambda c, i, a: c.end_aftercare(a)),
     "add_note": (COACHING, lambda c, i, a: c.add_note(a, text="t", category="notes")),
-    "close": (JOBCENTER, lambda c, i, a: c.close(a, outcome="other")),
+    "close": (JOBCENTER, lambda c, i, a: c.close(a, outcome="other", withdraw_open=True)),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(ALL_COMMANDS))
 def test_closed_case_refuses_every_command(name: str) -> None:
     case, ids = _rich_case()
-    case.close(act(JOBCENTER, 50), outcome=Outcome.DROPPED_OUT)
+    _close_rich(case, ids, 50, Outcome.DROPPED_OUT)
     case.collect_events()
     agency, call = ALL_COMMANDS[name]
 
@@ -784,9 +816,9 @@ def test_closed_case_refuses_every_command(name: str) -> None:
 
 
 def test_closed_case_still_accepts_erasure_once() -> None:
-    case, _ = _rich_case()
+    case, ids = _rich_case()
     case.add_note(act(COACHING, 4), text="private", category=DataCategory.NOTES)
-    case.close(act(JOBCENTER, 50), outcome=Outcome.EMPLOYED)
+    _close_rich(case, ids, 50, Outcome.EMPLOYED)
 
     case.erase_participant(act(JOBCENTER, 400), reason="retention ended")
 
@@ -844,4 +876,6 @@ def test_every_command_runs_for_its_rightful_agency_on_an_open_case() -> None:
             ids.assignment = offer(case)
         if name == "agree_plan":
             case, ids.assignment = active_case()
+        if name == "close":  # a pending § 14 decision blocks the closure (rule 7)
+            case.withdraw_handover(act(JOBCENTER, 4), handover_id=ids.offered, reason="x")
         call(case, ids, act(agency, 5))

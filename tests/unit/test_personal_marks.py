@@ -58,6 +58,8 @@ PERSONAL_FIELD_TABLE = {
     "assignment.extended": {"reason": NOTES},
     "employment.started": {"employer": WORK},
     "note.added": {"text": NOTES},
+    "rehab.decided": {"reason": NOTES},
+    "lead.transferred": {"reason": NOTES},
 }
 
 

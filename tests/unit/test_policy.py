@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -11,12 +12,15 @@ from domain.values import HandoverKind
 from tests.unit.case_builders import (
     COACHING,
     EMPLOYMENT_AGENCY,
+    JOBCENTER,
+    POLICY,
     T0,
     act,
     at,
     forward,
     offer,
     open_case,
+    rightful_offer,
 )
 
 DRV = "drv-bund"
@@ -56,9 +60,7 @@ def test_default_information_meeting_within_a_week() -> None:
 def test_offered_handover_gets_the_default_deadlines(
     kind: HandoverKind, days: tuple[int, int | None]
 ) -> None:
-    case = open_case()
-
-    handover_id = offer(case, receiver=COACHING, kind=kind, days=2)
+    case, handover_id = rightful_offer(kind, days=2)
 
     handover = case.handover(handover_id)
     assert handover.due_at == at(2 + days[0])
@@ -184,8 +186,17 @@ def test_message_due_at_overrides_the_accept_due_but_not_the_decide_due() -> Non
 
 
 def test_due_dates_are_counted_from_occurred_at_not_from_recording() -> None:
-    case = open_case()
+    case = open_case(days=-10)
+    handover_id = uuid4()
 
-    handover_id = offer(case, receiver=COACHING, days=-3)
+    # happened at the agency on day -3, recorded by the hub on day 0 (a late entry)
+    case.offer_handover(
+        act(JOBCENTER, -3, recorded_days=0),
+        POLICY,
+        handover_id=handover_id,
+        kind=HandoverKind.ASSIGNMENT,
+        to_agency=COACHING,
+    )
 
     assert case.handover(handover_id).due_at == act("x", -3).occurred_at + timedelta(days=7)
+    assert case.handover(handover_id).due_at == at(4)
