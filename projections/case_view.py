@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.case.consent import consent_valid
+from domain.case.lifecycle import add_months
 from projections.case_doc import PARTICIPANT_CATEGORIES, Doc
 from projections.caseload import involved_agencies
 
@@ -41,6 +42,30 @@ def _moment(value: str | None) -> datetime | None:
 def full_view(doc: Doc) -> dict[str, Any]:
     """Everything, for auditors (whose reads are recorded)."""
     return _view(doc, lambda category, source: True)
+
+
+def full_state(doc: Doc) -> dict[str, Any]:
+    """Everything the document holds, in the views' shape: what ``hub replay`` shows
+    (an auditor's or operator's tool; its reads of a case are the auditor's)."""
+    view = full_view(doc)
+    aftercare = doc["aftercare"] or {}
+    return {
+        **view,
+        "version": doc["version"],
+        "handovers": [dict(h) for h in doc["handovers"].values()],
+        "consents": [dict(c) for c in doc["consents"].values()],
+        "assignment_ends_at": assignment_ends_at(doc),
+        "aftercare_until": aftercare.get("until"),
+    }
+
+
+def assignment_ends_at(doc: Doc) -> str | None:
+    """The assignment's end: its start plus the months and every extension."""
+    started = doc["assignment_started_at"]
+    if started is None:
+        return None
+    months = doc["assignment_months"] + doc["extension_months"]
+    return add_months(datetime.fromisoformat(started), months).isoformat()
 
 
 def case_view(doc: Doc, agency: str, at: datetime) -> dict[str, Any]:

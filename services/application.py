@@ -88,11 +88,11 @@ class AgencyRegistry:
         if kind is not None:
             return kind
         try:
-            agency = self._app.repository.get(agency_aggregate_id(agency_id))
+            agency: Agency = self._app.repository.get(agency_aggregate_id(agency_id))
         except AggregateNotFoundError:
             return None
-        self._kinds[agency_id] = cast(Agency, agency).kind
-        return self._kinds[agency_id]
+        self._kinds[agency_id] = agency.kind
+        return agency.kind
 
     def register(self, agency_id: str, kind: AgencyKind, name: str) -> dict[str, str]:
         if agency_id in RESERVED_AGENCY_IDS:

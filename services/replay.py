@@ -14,7 +14,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from domain.case import Case
+from projections.case_doc import Doc, reduce_case
+from projections.case_view import full_state
+from projections.events import EventRecord
 from services.application import HubApplication
 from services.errors import CaseNotFound
 
@@ -58,79 +60,47 @@ def event_to_dict(event: Any, position: int) -> dict[str, Any]:
     }
 
 
-def case_to_dict(case: Case) -> dict[str, Any]:
-    return {
-        "case_id": str(case.id),
-        "version": case.version,
-        "programme": case.programme,
-        "site": case.site,
-        "stage": case.stage.value,
-        "outcome": plain(case.outcome),
-        "lead_agency": case.lead_agency,
-        "agencies": sorted(case.involved_agencies),
-        "participant": plain(case.participant),
-        "handovers": [
-            {
-                "handover_id": str(h.handover_id),
-                "kind": h.kind.value,
-                "from_agency": h.from_agency,
-                "to_agency": h.to_agency,
-                "state": h.state.value,
-                "data_categories": plain(h.data_categories),
-                "offered_at": plain(h.offered_at),
-                "due_at": plain(h.due_at),
-                "decide_due_at": plain(h.decide_due_at),
-                "decided_at": plain(h.decided_at),
-                "completed_at": plain(h.completed_at),
-                "forwarded_from": plain(h.forwarded_from),
-                "forwarded_to": plain(h.forwarded_to),
-                "legal_basis": list(h.legal_basis),
-                "priority": h.priority,
-                "decision": h.decision,
-            }
-            for h in case.handovers.values()
-        ],
-        "consents": [plain(c) for c in case.consents.values()],
-        "coach": case.coach,
-        "appointments": [plain(a) for a in case.appointments.values()],
-        "agreement_signed_at": plain(case.agreement_signed_at),
-        "plan": None
-        if case.plan_goals is None
-        else {"goals": list(case.plan_goals), "modules": list(case.plan_modules)},
-        "measures": [plain(m) for m in case.measures.values()],
-        "assignment_ends_at": plain(case.assignment_ends_at),
-        "employment": plain(case.employment),
-        "aftercare_until": plain(case.aftercare_until),
-        "notes": [plain(n) for n in case.notes],
-        "opened_at": plain(case.opened_at),
-        "closed_at": plain(case.closed_at),
-        "erased_at": plain(case.erased_at),
-        "last_activity_at": plain(case.last_activity_at),
-    }
-
-
 def replay_case(
     app: HubApplication, case_id: UUID, as_of: datetime | None = None, axis: Axis = "recorded"
 ) -> dict[str, Any]:
+    """The events up to ``as_of`` and the case they make, folded by the same reducer
+    as the views (``reduce_case``): replay and views cannot disagree."""
     rows = app.store.select_case_events(case_id)
     if not rows or not rows[0].topic.startswith("domain.case:"):
         raise CaseNotFound(f"case {case_id} does not exist")
-    events: list[tuple[int, Any]] = []
+    events: list[dict[str, Any]] = []
     for row in rows:
+        # Through the mapper, so stored v1 events come upcast, as the aggregate sees them.
         event = app.mapper.to_domain_event(
             StoredEvent(case_id, row.originator_version, row.topic, row.state)
         )
-        moment = event.timestamp if axis == "recorded" else event.occurred_at
-        if as_of is not None and moment > as_of:
-            break  # versions are in recorded order; on the agencies' clock, stop too
-        events.append((row.position, event))
-    case: Case | None = None
-    for _, event in events:
-        case = event.mutate(case)
+        if as_of is not None and axis == "recorded" and event.timestamp > as_of:
+            break  # versions are in recorded order
+        if as_of is not None and axis == "occurred" and event.occurred_at > as_of:
+            continue  # a late entry may follow that happened earlier
+        events.append(event_to_dict(event, row.position))
+    doc: Doc | None = None
+    for item in events:
+        doc = reduce_case(doc, as_record(str(case_id), item), in_place=True)
     return {
         "case_id": str(case_id),
         "as_of": plain(as_of),
         "axis": axis,
-        "events": [event_to_dict(event, position) for position, event in events],
-        "state": case_to_dict(case) if case is not None else None,
+        "events": events,
+        "state": full_state(doc) if doc is not None else None,
     }
+
+
+def as_record(case_id: str, item: dict[str, Any]) -> EventRecord:
+    """A replayed event as the reducers read it (what the views decode from storage)."""
+    return EventRecord(
+        item["position"],
+        case_id,
+        item["version"],
+        item["type"],
+        item["agency"],
+        item["actor"],
+        item["occurred_at"],
+        item["recorded_at"],
+        item["payload"],
+    )

@@ -41,6 +41,8 @@ SECRETS = {
     "assignment.extended.reason": "extension reason Geheim",
     "employment.started.employer": "Geheim GmbH",
     "note.added.text": "note text Geheim",
+    "rehab.decided.reason": "decision reason Geheim",
+    "lead.transferred.reason": "transfer reason Geheim",
 }
 
 
@@ -58,7 +60,7 @@ def _case_with_every_personal_field(messages: MessageService) -> UUID:
     """One case that carries each field of ``PERSONAL_PATHS`` once."""
     s = SECRETS
     case_id = f.new_id()
-    assignment, withdrawn, declined, rehab = (f.new_id() for _ in range(4))
+    assignment, withdrawn, declined, rehab, forwarded = (f.new_id() for _ in range(5))
     participant = {
         "pseudonym": "PF-1",
         "name": s["participant.name"],
@@ -80,9 +82,18 @@ def _case_with_every_personal_field(messages: MessageService) -> UUID:
             case_id,
             rehab,
             day=2,
-            new_handover_id=str(f.new_id()),
+            new_handover_id=str(forwarded),
             to_agency=DRV,
             reason=s[_k("forwarded")],
+        ),
+        f.decide(
+            "rehab.decided",
+            DRV,
+            case_id,
+            forwarded,
+            day=2,
+            outcome="granted",
+            reason=s["rehab.decided.reason"],
         ),
         f.message(
             "plan.agreed",
@@ -137,6 +148,15 @@ def _case_with_every_personal_field(messages: MessageService) -> UUID:
             day=5,
         ),
         f.message("note.added", COACH, case_id, {"text": s["note.added.text"]}, day=5),
+        # The lead passes the case to the employment agency and takes it back.
+        f.message(
+            "lead.transferred",
+            JC,
+            case_id,
+            {"to_agency": AA, "reason": s["lead.transferred.reason"]},
+            day=5,
+        ),
+        f.message("lead.transferred", AA, case_id, {"to_agency": JC, "reason": "zurück"}, day=5),
     ]
     steps[1]["payload"]["reason"] = s["handover.offered.reason"]
     for step in steps:

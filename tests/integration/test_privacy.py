@@ -219,9 +219,7 @@ def _health_case(hub: Hub) -> tuple[UUID, ReadService]:
         )
     )
     hub.messages.record_raw(
-        f.offer(
-            clinic, case_id, f.new_id(), kind="discharge", to=coach, categories=["health"]
-        )
+        f.offer(clinic, case_id, f.new_id(), kind="discharge", to=coach, categories=["health"])
     )
     hub.messages.record_raw(
         f.message(

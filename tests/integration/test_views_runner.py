@@ -26,6 +26,7 @@ from services.views.store import GROUPS
 from services.views.verify import verify_chain
 from tests.factories import T0, decide, offer, opened
 from tests.view_helpers import (
+    CHAMBER,
     COACH,
     JOBCENTER,
     ROOT,
@@ -286,12 +287,15 @@ def test_the_live_runner_follows_this_and_other_processes(hub: Hub, settings: Se
         assert hub.queries.inbox(COACH, T0 + timedelta(days=1)) == {"items": []}
         assert hub.queries.caseload(COACH)["items"][0]["last_activity_at"] == iso(1)
 
-        # With the live runner on, wait_for only waits.
+        # With the live runner on, wait_for only waits. (placement_support goes to a
+        # chamber, not to a coach: rule 6.)
         second = hub.messages.record_raw(
-            offer(JOBCENTER, case, stable_id("live/h2"), kind="placement_support", to=COACH, day=2)
+            offer(
+                JOBCENTER, case, stable_id("live/h2"), kind="placement_support", to=CHAMBER, day=2
+            )
         )
         assert hub.views.wait_for(second["position"], timeout=10) is True
-        assert [i["handover_id"] for i in hub.queries.inbox(COACH, T0)["items"]] == [
+        assert [i["handover_id"] for i in hub.queries.inbox(CHAMBER, T0)["items"]] == [
             str(stable_id("live/h2"))
         ]
     finally:

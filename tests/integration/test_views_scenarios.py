@@ -25,6 +25,7 @@ from services.views.queries import ViewQueries
 from services.views.verify import verify_chain
 from tests.factories import T0, consent, decide, message, offer, opened
 from tests.view_helpers import (
+    CHAMBER,
     CLINIC,
     COACH,
     JOBCENTER,
@@ -38,7 +39,7 @@ from tests.view_helpers import (
 ST = "statutory_task"
 S1 = datetime(2026, 2, 2, 9, tzinfo=CET)
 S2 = datetime(2026, 3, 2, 10, tzinfo=CET)
-S3 = datetime(2026, 1, 12, 8, tzinfo=CET)
+S3 = datetime(2025, 10, 6, 8, tzinfo=CET)  # ends before today: no occurred_at in the future
 S4 = datetime(2026, 4, 6, 9, tzinfo=CET)
 S5 = datetime(2025, 1, 13, 9, tzinfo=CET)
 
@@ -195,12 +196,26 @@ def test_scenario_2_the_drv_inbox_runs_from_its_own_receipt(hub: Hub) -> None:
     assert [r["next_due_at"] for r in hub.queries.caseload("aa-trier")["items"]] == [None]
 
     _play(hub, 2, start=5, stop=6)  # accepted on day 12: the decision is due next
-    assert hub.queries.inbox("drv-rlp", _at(S2, 13)) == {"items": []}
+    # New rule (docs/authority-and-time.md, § 14): an accepted application awaiting
+    # its decision stays in the receiver's inbox, due at the decision's date, and is
+    # overdue after it. (It used to leave the inbox on acceptance.)
+    decision_item = {**drv_item, "due_at": "2026-04-01T10:00:00+01:00"}
+    assert hub.queries.inbox("drv-rlp", _at(S2, 13)) == {
+        "items": [{**decision_item, "overdue": False}]
+    }
+    assert hub.queries.inbox("drv-rlp", _at(S2, 31)) == {
+        "items": [{**decision_item, "overdue": True}]
+    }
     assert [r["next_due_at"] for r in hub.queries.caseload("drv-rlp")["items"]] == [
         "2026-04-01T10:00:00+01:00"  # § 14 Abs. 2: three weeks from day 9
     ]
+    assert hub.queries.dashboard(_at(S2, 31))["open_offers"] == [
+        {"agency": "drv-rlp", "open": 1, "overdue": 1}
+    ]
 
-    _play(hub, 2, start=6)
+    _play(hub, 2, start=6)  # decided (rehab.decided) on day 25: it leaves the inbox
+    assert hub.queries.inbox("drv-rlp", _at(S2, 31)) == {"items": []}
+    assert hub.queries.dashboard(_at(S2, 31))["open_offers"] == []
     for agency in ("jc-trier", "aa-trier", "drv-rlp"):
         assert hub.queries.caseload(agency) == {
             "items": [
@@ -212,7 +227,7 @@ def test_scenario_2_the_drv_inbox_runs_from_its_own_receipt(hub: Hub) -> None:
                     "lead_agency": "jc-trier",
                     "coach": None,
                     "next_due_at": None,
-                    "last_activity_at": "2026-03-22T10:00:00+01:00",
+                    "last_activity_at": "2026-03-27T10:00:00+01:00",  # the decision
                 }
             ],
             "next": None,
@@ -235,8 +250,8 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
                 "case_id": case,
                 "kind": "assignment",
                 "from_agency": "jc-trier",
-                "offered_at": "2026-01-12T08:00:00+01:00",
-                "due_at": "2026-01-19T08:00:00+01:00",
+                "offered_at": "2025-10-06T08:00:00+01:00",
+                "due_at": "2025-10-13T08:00:00+01:00",
                 "overdue": False,
             }
         ]
@@ -251,7 +266,7 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
         "lead_agency": "jc-trier",
         "coach": "coach-mueller",
         "next_due_at": None,
-        "last_activity_at": "2026-01-20T08:00:00+01:00",
+        "last_activity_at": "2025-10-14T08:00:00+01:00",
     }
     assert hub.queries.caseload("coach-trier") == {"items": [expected], "next": None}
     assert hub.queries.caseload("jc-trier") == {"items": [expected], "next": None}
@@ -278,7 +293,7 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
     final = {
         **expected,
         "stage": "closed",
-        "last_activity_at": "2027-02-06T08:00:00+01:00",
+        "last_activity_at": "2026-10-31T08:00:00+01:00",
     }
     assert hub.queries.caseload("coach-trier") == {"items": [final], "next": None}
     assert queries.dashboard(_at(S3, 400))["places"][0]["used"] == 0  # moved away
@@ -290,8 +305,13 @@ def test_scenario_3_caseload_shows_stage_coach_and_places(hub: Hub) -> None:
     }
     assert view["plan"]["modules"] == ["Bewerbungstraining", "Praktikum"]
     assert [a["state"] for a in view["appointments"]] == ["held", "held"]
-    # The consent ends on day 540: afterwards the provider sees the pseudonym only.
-    assert _view(hub, case, "coach-trier", _at(S3, 541))["participant"] == {"pseudonym": "TR-0107"}
+    # The consent ends on day 5 * 365: afterwards the provider sees the pseudonym only.
+    assert _view(hub, case, "coach-trier", _at(S3, 5 * 365 - 1))["participant"]["name"] == (
+        "Lena Probst"
+    )
+    assert _view(hub, case, "coach-trier", _at(S3, 5 * 365 + 1))["participant"] == {
+        "pseudonym": "TR-0107"
+    }
 
 
 def test_scenarios_4_and_5_inbox_and_caseload(hub: Hub) -> None:
@@ -310,16 +330,18 @@ def test_scenarios_4_and_5_inbox_and_caseload(hub: Hub) -> None:
             }
         ]
     }
-    _play(hub, 4, start=6, stop=9)  # accepted on day 7; the clinic's report offered on day 8
+    # Accepted on day 7; the clinic's report offered on day 8, as a ``discharge`` (a
+    # clinic may not send placement_support): due in 7 days, overdue a day later.
+    _play(hub, 4, start=6, stop=9)
     assert [
         (i["handover_id"], i["kind"], i["from_agency"], i["due_at"], i["overdue"])
-        for i in hub.queries.inbox("kopra-erzgebirge", _at(S4, 23))["items"]
+        for i in hub.queries.inbox("kopra-erzgebirge", _at(S4, 16))["items"]
     ] == [
         (
             _id(4, "report-1"),
-            "placement_support",
+            "discharge",
             "klinik-erzgebirge",
-            "2026-04-28T09:00:00+01:00",
+            "2026-04-21T09:00:00+01:00",
             True,
         )
     ]
@@ -363,14 +385,15 @@ def test_oldest_offer_comes_first_whatever_its_id(hub: Hub) -> None:
     case = stable_id("ordering")
     hub.messages.record_raw(opened(JOBCENTER, case))
     # Three offers on days 2, 0 and 1, with ids sorting opposite to their age.
+    # placement_support goes to a chamber (or integration office), not a coach (rule 6).
     ids = {day: UUID(f"{9 - day:08d}-0000-4000-8000-000000000000") for day in (0, 1, 2)}
     for day in (2, 0, 1):
         hub.messages.record_raw(
-            offer(JOBCENTER, case, ids[day], kind="placement_support", to=COACH, day=day)
+            offer(JOBCENTER, case, ids[day], kind="placement_support", to=CHAMBER, day=day)
         )
     hub.views.catch_up()
 
-    items = hub.queries.inbox(COACH, T0 + timedelta(days=14, hours=12))["items"]
+    items = hub.queries.inbox(CHAMBER, T0 + timedelta(days=14, hours=12))["items"]
 
     assert [i["handover_id"] for i in items] == [str(ids[0]), str(ids[1]), str(ids[2])]
     assert [i["offered_at"] for i in items] == [iso(0), iso(1), iso(2)]
@@ -416,11 +439,11 @@ def test_scenario_1_case_view_per_agency_follows_the_consents(hub: Hub) -> None:
     assert jobcenter["agencies"] == ["hwk-ffo", "jc-oder-spree", "klinik-oder-spree"]
     assert (jobcenter["stage"], jobcenter["outcome"]) == ("closed", "employed")
 
-    # After the consents end (day 365 and day 400) both recipients lose the data.
-    assert _view(hub, case, "jc-oder-spree", _at(S1, 366))["participant"] == {
+    # After the consents end (both on day 5 * 365) both recipients lose the data.
+    assert _view(hub, case, "jc-oder-spree", _at(S1, 5 * 365 + 1))["participant"] == {
         "pseudonym": "GAL-0001"
     }
-    assert _view(hub, case, "hwk-ffo", _at(S1, 401))["employment"] is None
+    assert _view(hub, case, "hwk-ffo", _at(S1, 5 * 365 + 1))["employment"] is None
 
 
 def test_scenario_4_health_note_visible_to_the_coach_before_revocation(hub: Hub) -> None:
@@ -501,7 +524,7 @@ AUDIT = {
         ("HandoverOffered", "jc-trier", "fallmanager-3", "consent:tr-0042-reha"),
         ("HandoverForwarded", "aa-trier", "reha-team-1", "consent:tr-0042-reha"),
         ("HandoverAccepted", "drv-rlp", "sachbearbeitung-5", ST),
-        ("HandoverCompleted", "drv-rlp", "sachbearbeitung-5", ST),
+        ("RehabDecided", "drv-rlp", "sachbearbeitung-5", ST),  # § 14: completed by its decision
     ],
     3: [
         ("CaseOpened", "jc-trier", "fallmanager-3", ST),
@@ -544,7 +567,9 @@ AUDIT = {
         ),
         ("HandoverAccepted", "kopra-erzgebirge", "coach-schmidt", ST),
         ("NoteAdded", "kopra-erzgebirge", "coach-schmidt", ST),
-        ("ConsentRevoked", "kopra-erzgebirge", "coach-schmidt", "consent:erz-0815-health-kopra"),
+        # Revoked through the lead Jobcenter: the coach (a recipient) may not revoke the
+        # clinic's consent, only its source or the lead may.
+        ("ConsentRevoked", "jc-erzgebirge", "integration-4", "consent:erz-0815-health-kopra"),
     ],
     5: [
         ("CaseOpened", "jc-aachen", "fallmanager-9", ST),
@@ -556,6 +581,8 @@ AUDIT = {
         ("EmploymentStarted", "jc-aachen", "fallmanager-9", ST),
         ("AftercareStarted", "jc-aachen", "fallmanager-9", ST),
         ("AftercareEnded", "jc-aachen", "fallmanager-9", ST),
+        # The coach completes the assignment first: closure with open handovers is refused.
+        ("HandoverCompleted", "ifd-aachen", "coach-klein", ST),
         ("CaseClosed", "jc-aachen", "fallmanager-9", ST),
         ("ParticipantErased", "jc-aachen", "datenschutz-1", ST),
     ],
@@ -585,7 +612,7 @@ def test_audit_trail_of_every_scenario_case(hub: Hub) -> None:
 
     # The agencies' registrations are chained too, without a case.
     everything = hub.view_store.query("SELECT position, case_id, hash FROM view_audit")
-    assert len(everything) == len(chain) == 73
+    assert len(everything) == len(chain) == 74  # 62 case events, 12 registrations
     assert {r["position"]: r["hash"] for r in everything} == chain
     assert sum(1 for r in everything if r["case_id"] is None) == 12
 
@@ -634,10 +661,10 @@ def test_dashboard_after_all_five_scenarios(hub: Hub) -> None:
         handovers(trier, "jc-trier", "coach-trier", "assignment", "completed"),
         handovers("KoPrA", "jc-erzgebirge", "kopra-erzgebirge", "assignment", "accepted"),
         handovers("KoPrA", "klinik-erzgebirge", "jc-erzgebirge", "discharge", "accepted"),
-        handovers(
-            "KoPrA", "klinik-erzgebirge", "kopra-erzgebirge", "placement_support", "accepted"
-        ),
-        handovers("MIAR", "jc-aachen", "ifd-aachen", "assignment", "accepted"),
+        # The clinic's report to the coordination point is a discharge (rule 6).
+        handovers("KoPrA", "klinik-erzgebirge", "kopra-erzgebirge", "discharge", "accepted"),
+        # Completed before the closure (closing with open handovers is refused).
+        handovers("MIAR", "jc-aachen", "ifd-aachen", "assignment", "completed"),
     ]
 
     def pair(frm: str, to: str, hours: float) -> dict[str, Any]:
@@ -659,7 +686,8 @@ def test_dashboard_after_all_five_scenarios(hub: Hub) -> None:
         pair("klinik-erzgebirge", "kopra-erzgebirge", 24.0),
         pair("klinik-oder-spree", "jc-oder-spree", 72.0),
     ]
-    # Scenario 2: the DRV decided on day 20, within three weeks of its receipt on day 9.
+    # Scenario 2: the DRV decided on day 25, within three weeks of its receipt on day 9
+    # (late, had the window run from the first receipt on day 0).
     assert figures["rehab_decisions"] == [{"agency": "drv-rlp", "met": 1, "missed": 0}]
     # Scenario 5: accepted 2025-01-16, employed from 2025-04-14.
     assert figures["assignment_to_employment"] == [
@@ -794,6 +822,8 @@ def test_revoked_consent_removes_the_data_from_the_recipients_view(hub: Hub) -> 
     assert hub.queries.case_doc(case)["consents"]["r-1-health"]["revoked_at"] == iso(10)
 
     # The next handover carrying health is refused and leaves the views as they were.
+    # (A discharge: a clinic may not send placement_support, which would be refused
+    # for its kind before the consent is looked at.)
     before = snapshot(hub.view_store)
     with pytest.raises(ConsentMissing):
         hub.messages.record_raw(
@@ -801,7 +831,7 @@ def test_revoked_consent_removes_the_data_from_the_recipients_view(hub: Hub) -> 
                 CLINIC,
                 stable_id("revocation"),
                 stable_id("revocation/second"),
-                kind="placement_support",
+                kind="discharge",
                 to=JOBCENTER,
                 categories=["health"],
                 day=12,

@@ -37,6 +37,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from domain.case import STATUTORY_TASK, Act, Case, consent_valid
 from domain.errors import DomainError
 from domain.values import DataCategory, HandoverKind, HandoverState, Outcome, RehabOutcome
+from projections.case_doc import reduce_case
+from projections.caseload import involved_agencies
+from services.replay import as_record, event_to_dict
 from tests.unit.case_builders import (
     CHAMBER,
     CLINIC,
@@ -516,6 +519,36 @@ class CaseMachine(RuleBasedStateMachine):
     @invariant()
     def replaying_the_events_gives_an_equal_state(self) -> None:
         assert_replays_equal(self.case, self.events)
+
+    @invariant()
+    def the_case_document_the_views_fold_agrees_with_the_aggregate(self) -> None:
+        """One rule, two sides: the reducer the views and ``hub replay`` fold decides
+        stage, lead, involvement, handover states and consent validity as the
+        aggregate does."""
+        doc = None
+        for position, event in enumerate(self.events, start=1):
+            doc = reduce_case(doc, as_record(str(self.case.id), event_to_dict(event, position)))
+        assert doc is not None
+        assert doc["stage"] == self.case.stage.value
+        assert doc["lead_agency"] == self.case.lead_agency
+        assert set(involved_agencies(doc)) == self.case.involved_agencies
+        assert {h: d["state"] for h, d in doc["handovers"].items()} == {
+            str(h): x.state.value for h, x in self.case.handovers.items()
+        }
+        moments = [self.hub, self.case.opened_at, *(e.occurred_at for e in self.events[-3:])]
+        for consent in self.case.consents.values():
+            stored = doc["consents"][consent.consent_id]
+            for at in moments:
+                assert consent_valid(
+                    datetime.fromisoformat(stored["valid_from"]),
+                    _moment(stored["valid_until"]),
+                    _moment(stored["revoked_at"]),
+                    at,
+                ) == consent_valid(consent.valid_from, consent.valid_until, consent.revoked_at, at)
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 CaseMachine.TestCase.settings = settings(
