@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -32,6 +32,7 @@ from tests.view_helpers import (
     DRV,
     EMPLOYMENT_AGENCY,
     JOBCENTER,
+    TEST_AGENCIES,
     register_test_agencies,
     snapshot,
 )
@@ -39,6 +40,24 @@ from tests.view_helpers import (
 AGENCIES = (JOBCENTER, COACH, CLINIC, EMPLOYMENT_AGENCY, DRV, CHAMBER)
 KINDS = ("assignment", "discharge", "rehab_application", "placement_support", "return")
 CATEGORIES = ("health", "contact", "identity", "notes")
+KIND_OF = dict(TEST_AGENCIES)
+LEAD_KINDS = frozenset({"jobcenter", "employment_agency"})
+OPENER_KINDS = LEAD_KINDS | {"psychiatric_clinic"}
+REHAB_RECEIVER_KINDS = frozenset({"rehabilitation_agency", "employment_agency"})
+# Handover kind -> (sender kinds, receiver kinds) as in domain/policy.py; a ``return``
+# goes from any kind to the current lead only (receivers None).
+ROLES: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
+    "assignment": (LEAD_KINDS, frozenset({"coaching_provider"})),
+    "discharge": (frozenset({"psychiatric_clinic"}), LEAD_KINDS | {"coaching_provider"}),
+    "rehab_application": (LEAD_KINDS | {"psychiatric_clinic"}, REHAB_RECEIVER_KINDS),
+    "placement_support": (
+        LEAD_KINDS | {"coaching_provider"},
+        frozenset({"chamber", "integration_office"}),
+    ),
+    "return": (frozenset(KIND_OF.values()), None),
+}
+FORWARD_HOURS = 14 * 24  # § 14 Abs. 1: a rehab application is forwarded within 14 days
+OPEN_STATES = ("offered", "accepted")
 CHECKPOINT_EVERY = 3
 # Handover decisions most often, closing and erasing rarely, so cases live long enough.
 FAMILY_WEIGHTS = (
@@ -63,8 +82,19 @@ class Handover:
     kind: str
     sender: str
     receiver: str
+    offered_at: float  # hours since T0
     state: str = "offered"
     forwarded_from: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def bound_to_decide(self) -> bool:
+        """§ 14: the second agency of a chain decides; it cannot decline, and the
+        forwarder cannot withdraw."""
+        return self.kind == "rehab_application" and self.forwarded_from is not None
 
 
 @dataclass
@@ -97,10 +127,26 @@ class CaseModel:
 
     @property
     def involved(self) -> list[str]:
+        """Opener, lead, senders, and receivers whose handover did not end declined or
+        withdrawn (rule 7: those took no part)."""
         agencies = {self.opener, self.lead}
         for h in self.handovers.values():
-            agencies.update((h.sender, h.receiver))
+            agencies.add(h.sender)
+            if h.state not in ("declined", "withdrawn"):
+                agencies.add(h.receiver)
         return sorted(agencies)
+
+    @property
+    def rehab_open(self) -> bool:
+        """A rehab application awaits its decision: no new one, and no closure."""
+        return any(h.kind == "rehab_application" and h.is_open for h in self.handovers.values())
+
+    def receivers(self, kind: str) -> list[str]:
+        """The agencies a ``kind`` handover may go to now (by kind, or the lead)."""
+        allowed = ROLES[kind][1]
+        if allowed is None:
+            return [self.lead]
+        return [a for a in AGENCIES if KIND_OF[a] in allowed]
 
     @property
     def closed(self) -> bool:
@@ -139,16 +185,17 @@ class Model:
         if c.closed:
             return {"finish": finish}
         handovers = self._handover_commands(c)
+        close = self._close(c)
         return {
             "offer": handovers[:1],
             "decide": handovers[1:],
             "consent": self._consent_commands(c),
             "case": self._case_commands(c),
-            "finish": [*finish, self._close(c)],
+            "finish": [*finish, *([close] if close else [])],
         }
 
     def _open(self, c: CaseModel) -> Command:
-        opener = self.pick([JOBCENTER, CLINIC])
+        opener = self.pick([a for a in AGENCIES if KIND_OF[a] in OPENER_KINDS])
         payload = {
             "programme": self.pick(["KoPrA", "MIAR"]),
             "participant": {"pseudonym": f"P-{c.case_id[:4]}", "name": "Anna Beispiel"},
@@ -163,27 +210,53 @@ class Model:
         return ("case.opened", opener, payload, apply)
 
     def _covered(self, c: CaseModel, sender: str, receiver: str) -> set[str]:
+        """Categories a consent from ``sender`` covers for ``receiver`` now, on the
+        agency's clock (the model's hours) and on the hub's (the real clock: the model's
+        dates lie in the past, so a short consent has expired by the time it is
+        recorded and covers nothing)."""
+        hub_now = datetime.now(UTC) + timedelta(hours=1)
         return {
             category
             for consent in c.consents.values()
             if not consent.revoked
             and consent.source == sender
             and receiver in consent.recipients
-            and (consent.valid_until is None or self.hours < consent.valid_until)
+            and (
+                consent.valid_until is None
+                or (
+                    self.hours < consent.valid_until
+                    and hub_now < T0 + timedelta(hours=consent.valid_until)
+                )
+            )
             for category in consent.categories
         }
 
+    def _offers(self, c: CaseModel, sender: str) -> dict[str, list[str]]:
+        """Handover kind -> the receivers ``sender`` may offer it to now."""
+        found: dict[str, list[str]] = {}
+        for kind in KINDS:
+            if KIND_OF[sender] not in ROLES[kind][0]:
+                continue
+            if kind == "rehab_application" and c.rehab_open:
+                continue
+            receivers = [a for a in c.receivers(kind) if a != sender]
+            if receivers:
+                found[kind] = receivers
+        return found
+
     def _handover_commands(self, c: CaseModel) -> list[Command]:
         found: list[Command] = []
-        sender = self.pick(c.involved)
-        receiver = self.pick([a for a in AGENCIES if a != sender])
-        kind = self.pick(KINDS)
+        offers = {a: o for a in c.involved if (o := self._offers(c, a))}
+        # The lead can always offer (an assignment or a discharge), so offers is never empty.
+        sender = self.pick(sorted(offers))
+        kind = self.pick(sorted(offers[sender]))
+        receiver = self.pick(offers[sender][kind])
         covered = sorted(self._covered(c, sender, receiver))
         categories = self.draw(st.lists(st.sampled_from(covered), unique=True)) if covered else []
         handover_id = self.new_id("handover")
 
         def offer() -> None:
-            c.handovers[handover_id] = Handover(kind, sender, receiver)
+            c.handovers[handover_id] = Handover(kind, sender, receiver, offered_at=self.hours)
 
         found.append(
             (
@@ -202,14 +275,30 @@ class Model:
             found += self._decisions(c, hid, h)
         return found
 
+    def _forward_targets(self, c: CaseModel, h: Handover) -> list[str]:
+        if h.kind == "rehab_application":
+            # § 14 Abs. 1: once along the chain, within 14 days of the offer, to a
+            # rehabilitation agency (or the employment agency).
+            if h.forwarded_from or self.hours - h.offered_at > FORWARD_HOURS:
+                return []
+            targets = [a for a in AGENCIES if KIND_OF[a] in REHAB_RECEIVER_KINDS]
+        else:  # the next receiver's kind must be allowed for the kind (return: the lead)
+            targets = c.receivers(h.kind)
+        return [a for a in targets if a not in (h.sender, h.receiver)]
+
     def _decisions(self, c: CaseModel, hid: str, h: Handover) -> list[Command]:
         found: list[Command] = []
 
         def to(state: str) -> Callable[[], None]:
             def apply() -> None:
-                h.state = state
-                if state == "accepted" and h.kind == "discharge":
+                if (
+                    state == "accepted"
+                    and h.kind == "discharge"
+                    and h.sender == c.lead
+                    and KIND_OF[h.receiver] in LEAD_KINDS
+                ):
                     c.lead = h.receiver
+                h.state = state
                 if state == "accepted" and h.kind == "assignment":
                     c.assignment_started = True
                     c.activate()
@@ -219,18 +308,18 @@ class Model:
         if h.state == "offered":
             if not c.erased:
                 reason = {"handover_id": hid, "reason": "passt nicht"}
-                found.append(("handover.declined", h.receiver, reason, to("declined")))
-                found.append(("handover.withdrawn", h.sender, reason, to("withdrawn")))
-                may_forward = not (h.kind == "rehab_application" and h.forwarded_from)
-                targets = [a for a in AGENCIES if a not in (h.sender, h.receiver)]
-                if may_forward and not self._carries_data(c, hid):
+                if not h.bound_to_decide:
+                    found.append(("handover.declined", h.receiver, reason, to("declined")))
+                    found.append(("handover.withdrawn", h.sender, reason, to("withdrawn")))
+                targets = self._forward_targets(c, h)
+                if targets and not self._carries_data(c, hid):
                     target = self.pick(targets)
                     new_id = self.new_id("forwarded")
 
                     def forward() -> None:
                         h.state = "forwarded"
                         c.handovers[new_id] = Handover(
-                            h.kind, h.receiver, target, forwarded_from=hid
+                            h.kind, h.receiver, target, offered_at=self.hours, forwarded_from=hid
                         )
 
                     found.append(
@@ -247,7 +336,18 @@ class Model:
                         )
                     )
             found.append(("handover.accepted", h.receiver, {"handover_id": hid}, to("accepted")))
-        if h.state == "accepted":
+        if h.is_open and h.kind == "rehab_application":
+            # § 14: decided by its receiver (offered or accepted), never "completed".
+            outcome = self.pick(["granted", "refused", "partly_granted"])
+            found.append(
+                (
+                    "rehab.decided",
+                    h.receiver,
+                    {"handover_id": hid, "outcome": outcome},
+                    to("completed"),
+                )
+            )
+        elif h.state == "accepted":
             found.append(("handover.completed", h.receiver, {"handover_id": hid}, to("completed")))
         return found
 
@@ -257,7 +357,7 @@ class Model:
         return hid in self.with_categories
 
     def _consent_commands(self, c: CaseModel) -> list[Command]:
-        agency = self.pick(c.involved)
+        agency = self.pick(c.involved)  # a consent is recorded by its source agency
         recipients = self.draw(
             st.lists(
                 st.sampled_from([a for a in AGENCIES if a != agency]),
@@ -267,7 +367,11 @@ class Model:
             )
         )
         categories = self.draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, unique=True))
-        lasts = self.draw(st.none() | st.integers(1, 200))
+        # Open-ended, short (expired by the hub's clock when recorded: it never covers a
+        # disclosure, but the views still fold it), or valid for years (covers).
+        lasts = self.draw(
+            st.none() | st.integers(1, 200) | st.integers(10 * 365 * 24, 20 * 365 * 24)
+        )
         consent_id = f"c-{self.counter}-{len(c.consents)}"
         payload: dict[str, Any] = {
             "consent_id": consent_id,
@@ -285,15 +389,16 @@ class Model:
             )
 
         found: list[Command] = [("consent.granted", agency, payload, grant)]
+        involved = c.involved
         for cid, consent in sorted(c.consents.items()):
             if not consent.revoked:
 
                 def revoke(consent: Consent = consent) -> None:
                     consent.revoked = True
 
-                found.append(
-                    ("consent.revoked", self.pick(c.involved), {"consent_id": cid}, revoke)
-                )
+                # Revoked through the source or the lead (the lead is always involved).
+                by = self.pick([a for a in (consent.source, c.lead) if a in involved])
+                found.append(("consent.revoked", by, {"consent_id": cid}, revoke))
         return found
 
     def _case_commands(self, c: CaseModel) -> list[Command]:
@@ -380,6 +485,21 @@ class Model:
                 c.aftercare_ended = True
 
             found.append(("aftercare.ended", agency, {}, end_aftercare))
+        leads = [a for a in c.involved if a != c.lead and KIND_OF[a] in LEAD_KINDS]
+        if leads and not c.erased:  # the reason is personal data
+            new_lead = self.pick(leads)
+
+            def transfer() -> None:
+                c.lead = new_lead
+
+            found.append(
+                (
+                    "lead.transferred",
+                    c.lead,
+                    {"to_agency": new_lead, "reason": "zuständig"},
+                    transfer,
+                )
+            )
         if not c.erased:
             category = self.pick(CATEGORIES)
             found.append(("note.added", agency, {"text": "Notiz", "category": category}, nothing))
@@ -415,11 +535,25 @@ class Model:
         )
         return found
 
-    def _close(self, c: CaseModel) -> Command:
+    def _close(self, c: CaseModel) -> Command | None:
+        """By the lead; not while a rehab application awaits its decision; other open
+        handovers are withdrawn by the closure (``withdraw_open``)."""
+        if c.rehab_open:
+            return None
+        open_handovers = [h for _, h in sorted(c.handovers.items()) if h.is_open]
+        outcome = self.pick(["employed", "other", "transferred"])
+        payload: dict[str, Any] = {"outcome": outcome}
+        if outcome == "transferred":
+            payload["target"] = "other-programme"
+        if open_handovers:
+            payload["withdraw_open"] = True
+
         def close() -> None:
+            for h in open_handovers:
+                h.state = "withdrawn"
             c.stage = "closed"
 
-        return ("case.closed", c.lead, {"outcome": self.pick(["employed", "other"])}, close)
+        return ("case.closed", c.lead, payload, close)
 
     def _erase(self, c: CaseModel) -> Command:
         def erase() -> None:
