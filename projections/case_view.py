@@ -35,6 +35,34 @@ def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) ->
     )
 
 
+def sees_handover(doc: Doc, agency: str | None, handover: Doc) -> bool:
+    """DOMAIN "Views": an agency sees the handovers it sent or received, and the
+    rest of their forwarding chain (a § 14 application it was forwarded); the lead
+    and auditors (``agency`` None) see all. That a clinic discharged the participant
+    is itself health data for anyone else."""
+    if agency is None or agency == doc["lead_agency"]:
+        return True
+    handovers = doc["handovers"]
+    for link in ("forwarded_from", "forwarded_to"):
+        current: Doc | None = handover
+        while current is not None:
+            if agency in (current["from_agency"], current["to_agency"]):
+                return True
+            current = handovers.get(current[link] or "")
+    return False
+
+
+def visible_agencies(doc: Doc, agency: str | None, handovers: list[Doc]) -> list[str]:
+    """Who takes part, as far as the caller may know: the lead, and the parties of
+    the handovers it sees."""
+    if agency is None or agency == doc["lead_agency"]:
+        return involved_agencies(doc)
+    seen = {doc["lead_agency"], agency}
+    for h in handovers:
+        seen.update((h["from_agency"], h["to_agency"]))
+    return sorted(seen & set(involved_agencies(doc)) | {agency})
+
+
 def _moment(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -93,6 +121,7 @@ def _view(
     }
     plan = doc["plan"]
     employment = doc["employment"]
+    handovers = [h for h in doc["handovers"].values() if sees_handover(doc, agency, h)]
     return {
         "case_id": doc["case_id"],
         "programme": doc["programme"],
@@ -100,7 +129,7 @@ def _view(
         "stage": doc["stage"],
         "outcome": doc["outcome"],
         "lead_agency": doc["lead_agency"],
-        "agencies": involved_agencies(doc),
+        "agencies": visible_agencies(doc, agency, handovers),
         "coach": doc["coach"],
         "participant": {
             "pseudonym": participant["pseudonym"],
@@ -122,9 +151,10 @@ def _view(
                     "decide_due_at",
                     "forwarded_from",
                     "forwarded_to",
+                    "decision",
                 )
             }
-            for h in doc["handovers"].values()
+            for h in handovers
         ],
         "consents": [
             c

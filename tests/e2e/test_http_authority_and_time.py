@@ -540,3 +540,27 @@ def test_a_backdated_decision_counts_as_met_only_with_its_notice(
     agencies.ok(DRV, "rehab.decided", case_id, payload, at=ago(20))
 
     assert decision_figures(api, tokens, hub)[DRV] == counted
+
+
+# ---- what the case view tells about the others (DOMAIN "Views") ---------------------------
+
+
+def test_an_agency_sees_only_the_handovers_it_sent_or_received(
+    agencies: Agencies, api: TestClient, tokens: Tokens, hub: Hub
+) -> None:
+    """Reproduction: a chamber with no health consent learned from the handover list
+    that a psychiatric clinic had discharged the participant."""
+    case_id = agencies.open(CLINIC, at=ago(10))
+    discharge = agencies.offer(CLINIC, case_id, JC, "discharge", at=ago(10))
+    agencies.ok(JC, "handover.accepted", case_id, {"handover_id": discharge}, at=ago(9))
+    assignment = agencies.offer(JC, case_id, COACH, "assignment", at=ago(8))
+    agencies.ok(COACH, "handover.accepted", case_id, {"handover_id": assignment}, at=ago(7))
+    hub.views.catch_up()
+
+    coach = api.get(f"/v1/cases/{case_id}", headers=tokens.of(COACH)).json()
+    assert [h["handover_id"] for h in coach["handovers"]] == [assignment]
+    assert CLINIC not in coach["agencies"]
+    lead = api.get(f"/v1/cases/{case_id}", headers=tokens.of(JC)).json()
+    assert [h["handover_id"] for h in lead["handovers"]] == [discharge, assignment]
+    audit = api.get(f"/v1/cases/{case_id}", headers=tokens.audit()).json()
+    assert len(audit["handovers"]) == 2

@@ -455,7 +455,14 @@ def test_scenario_4_health_note_visible_to_the_coach_before_revocation(hub: Hub)
     assert [(n["category"], n["agency"]) for n in before["notes"]] == [
         ("health", "kopra-erzgebirge")
     ]
+    # Only the handovers it sent or received: that the clinic discharged the
+    # participant to the Jobcenter is not the coach's to know (DOMAIN "Views").
     assert [h["handover_id"] for h in before["handovers"]] == [
+        _id(4, "assignment"),
+        _id(4, "report-1"),
+    ]
+    lead = _view(hub, case, "jc-erzgebirge", _at(S4, 10))
+    assert [h["handover_id"] for h in lead["handovers"]] == [
         _id(4, "discharge"),
         _id(4, "assignment"),
         _id(4, "report-1"),
