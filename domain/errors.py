@@ -146,3 +146,9 @@ class DecisionPending(DomainError):
 
 class OpenHandovers(DomainError):
     code = "open_handovers"
+
+
+class RetentionRunning(DomainError):
+    """Erasure before the closure and the retention period, without an Art. 17 ground."""
+
+    code = "retention_running"

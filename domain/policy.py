@@ -136,6 +136,14 @@ class DeadlinePolicy:
     decide_after_opinion_days: int = 14
     roles: RolePolicy = field(default_factory=RolePolicy)
     clock: ClockPolicy = field(default_factory=ClockPolicy)
+    # How long a closed case's personal data is kept before it may be erased
+    # without an Art. 17 ground. One year by default: programmes set their own
+    # (records schedules differ by agency), in ``retention_days``.
+    retention_days: int = 365
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
 
     def accept_due(self, kind: HandoverKind, received_at: datetime) -> datetime:
         return received_at + timedelta(days=self.handovers[kind].accept_days)
@@ -166,6 +174,7 @@ class DeadlinePolicy:
                 overrides.get("decide_after_opinion_days", self.decide_after_opinion_days)
             ),
             roles=self.roles.with_overrides(overrides.get("roles") or {}),
+            retention_days=int(overrides.get("retention_days", self.retention_days)),
             clock=ClockPolicy(
                 future_skew=timedelta(
                     seconds=float(

@@ -319,8 +319,14 @@ def participant_erase(
     case_id: Annotated[UUID, typer.Argument(metavar="CASE_ID")],
     reason: Annotated[str, typer.Option(help="why (e.g. retention period ended)")],
     actor: Annotated[str, typer.Option(help="who erases, as recorded")] = "operator",
+    ground: Annotated[
+        str | None,
+        typer.Option(help="an Art. 17 GDPR ground, to erase before closure and retention"),
+    ] = None,
 ) -> None:
-    """Erase a participant's personal data: destroys their key (crypto-shredding)."""
+    """Erase a participant's personal data: destroys their key (crypto-shredding).
+    Allowed after the case closed and its programme's retention period ended, or
+    earlier with a recorded Art. 17 ground."""
     from datetime import UTC
     from uuid import uuid4
 
@@ -334,7 +340,7 @@ def participant_erase(
             "case_id": str(case_id),
             "occurred_at": datetime.now(UTC).isoformat(),
             "actor": actor,
-            "payload": {"reason": reason},
+            "payload": {"reason": reason, **({"ground": ground} if ground else {})},
         }
     )
     with _hub() as hub:

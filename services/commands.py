@@ -271,7 +271,9 @@ def close_case(case: Case, p: CaseClosedPayload, ctx: Context) -> None:
 
 @handles(ParticipantErasedPayload)
 def erase_participant(case: Case, p: ParticipantErasedPayload, ctx: Context) -> None:
-    case.erase_participant(ctx.act, reason=p.reason, as_auditor=ctx.as_auditor)
+    case.erase_participant(
+        ctx.act, ctx.policy(case), reason=p.reason, ground=p.ground, as_auditor=ctx.as_auditor
+    )
 
 
 # ---- entry points for the application service ------------------------------------

@@ -86,13 +86,36 @@ class LifecycleCommands(CaseState):
             CaseRead, role=role, scope=scope, categories=sorted(set(categories)), **who(act)
         )
 
-    def erase_participant(self, act: Act, *, reason: str, as_auditor: bool = False) -> None:
-        """Erasure is allowed on a closed case too: it is what retention ends in."""
+    def erase_participant(
+        self,
+        act: Act,
+        policy: DeadlinePolicy | None = None,
+        *,
+        reason: str,
+        ground: str | None = None,
+        as_auditor: bool = False,
+    ) -> None:
+        """Crypto-shredding ends retention (DOMAIN "Privacy and erasure"): after the
+        case closed and the programme's retention period passed on the hub's clock,
+        or earlier on a recorded Art. 17 GDPR ``ground``."""
         if not as_auditor and act.agency != self.lead_agency:
             raise errors.NotLeadAgency("only the lead agency or an auditor may erase")
         if self.erased_at is not None:
             raise errors.AlreadyDone("the participant's data is already erased")
-        self.trigger_event(ParticipantErased, reason=reason, **who(act))
+        if not ground:
+            retention = (policy or DeadlinePolicy()).retention
+            if self.closed_at is None:
+                raise errors.RetentionRunning(
+                    "erasure follows the closure and the retention period; "
+                    "state an Art. 17 ground to erase an open case"
+                )
+            ends = self.closed_at + retention
+            if act.hub_time < ends:
+                raise errors.RetentionRunning(
+                    "the retention period has not ended; state an Art. 17 ground to erase earlier",
+                    retention_ends_at=ends.isoformat(),
+                )
+        self.trigger_event(ParticipantErased, reason=reason, ground=ground, **who(act))
 
 
 class LeadTransferred(Event):
@@ -129,7 +152,15 @@ class CaseRead(Event):
 
 
 class ParticipantErased(Event):
+    """Schema v2 added ``ground`` (an Art. 17 request that ended retention early)."""
+
+    class_version = 2
     reason: str
+    ground: str | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["ground"] = None
 
     def apply_to(self, case: Case) -> None:
         case.erased_at = self.occurred_at

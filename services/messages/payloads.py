@@ -222,3 +222,7 @@ class ParticipantErasedPayload(Model):
     # transaction that records it; it is the controller's proof of why (Art. 5(2)
     # GDPR), so it stays readable and must name no personal data.
     reason: Annotated[Text500, NotPersonal("the controller's record of why data was erased")]
+    # An Art. 17 GDPR request that ends retention early (recorded; names no person).
+    ground: Annotated[
+        Text500 | None, NotPersonal("the legal ground of an early erasure, e.g. Art. 17 (1) b")
+    ] = None

@@ -564,3 +564,29 @@ def test_an_agency_sees_only_the_handovers_it_sent_or_received(
     assert [h["handover_id"] for h in lead["handovers"]] == [discharge, assignment]
     audit = api.get(f"/v1/cases/{case_id}", headers=tokens.audit()).json()
     assert len(audit["handovers"]) == 2
+
+
+# ---- erasure ends retention -----------------------------------------------------------------
+
+
+def test_erasure_waits_for_closure_and_retention_unless_an_art_17_ground_is_stated(
+    agencies: Agencies, api: TestClient, tokens: Tokens, hub: Hub
+) -> None:
+    """Reproduction (disclosure issue): erasure was accepted on an open case, which then
+    kept running with its participant's key gone."""
+    case_id = agencies.open(JC_TRIER, at=ago(40))
+    agencies.refused(
+        409, "retention_running", JC_TRIER, "participant.erased", case_id, {"reason": "x"}
+    )
+    agencies.ok(JC_TRIER, "case.closed", case_id, {"outcome": "other"}, at=ago(30))
+    error = agencies.refused(
+        409, "retention_running", JC_TRIER, "participant.erased", case_id, {"reason": "x"}
+    )
+    assert "retention_ends_at" in error["details"]
+
+    ground = "Art. 17 (1) b DSGVO"
+    agencies.ok(JC_TRIER, "participant.erased", case_id, {"reason": "Antrag", "ground": ground})
+    hub.views.catch_up()
+    items = api.get(f"/v1/cases/{case_id}/history", headers=tokens.audit()).json()["items"]
+    erased = next(i for i in items if i["type"] == "ParticipantErased")
+    assert erased["payload"]["ground"] == ground

@@ -139,7 +139,12 @@ def test_the_auditors_erasure_repeats_as_a_duplicate_and_not_with_another_body(
     api: TestClient, tokens: Tokens
 ) -> None:
     case_id, _ = _open(api, tokens)
-    erase = message("participant.erased", "auditor", case_id, {"reason": "Löschfrist"})
+    erase = message(
+        "participant.erased",
+        "auditor",
+        case_id,
+        {"reason": "Löschfrist", "ground": "Art. 17 (1) b DSGVO"},
+    )
     first = _post(api, tokens, erase)
     assert first.status_code == 201, first.text
 

@@ -601,7 +601,12 @@ def test_auditor_may_send_only_an_erasure_and_its_views_show_it_at_once(
     api: TestClient, tokens: Tokens
 ) -> None:
     case_id = demo_id("s3/case")  # closed
-    erase = message("participant.erased", "auditor", case_id, {"reason": "Löschfrist"})
+    erase = message(
+        "participant.erased",
+        "auditor",
+        case_id,
+        {"reason": "Löschfrist", "ground": "Art. 17 (1) b DSGVO"},
+    )
     response = api.post("/v1/messages", json=erase, headers=tokens.audit())
     assert response.status_code == 201, response.text
     # Read-your-writes for the auditor too: the case view already shows the erasure.
@@ -609,7 +614,9 @@ def test_auditor_may_send_only_an_erasure_and_its_views_show_it_at_once(
     assert view["participant"]["erased"] is True
     assert view["erased_at"] is not None
     # An agency cannot send as the auditor.
-    as_auditor = message("participant.erased", "auditor", S2, {"reason": "x"})
+    as_auditor = message(
+        "participant.erased", "auditor", S2, {"reason": "x", "ground": "Art. 17 (1) b DSGVO"}
+    )
     assert_error(
         api.post("/v1/messages", json=as_auditor, headers=tokens.of("jc-trier")),
         403,

@@ -179,7 +179,13 @@ def _m(verb: str) -> str:
 
 def _erase(messages: MessageService, case_id: UUID) -> None:
     messages.record_raw(
-        f.message("participant.erased", JC, case_id, {"reason": "Aufbewahrung"}, day=6)
+        f.message(
+            "participant.erased",
+            JC,
+            case_id,
+            {"reason": "Aufbewahrung", "ground": "Art. 17 (1) b DSGVO"},
+            day=6,
+        )
     )
 
 

@@ -161,7 +161,9 @@ def test_erasure_shreds_every_copy_and_the_chain_still_verifies(
             "erase",
             str(trier),
             "--reason",
-            "Aufbewahrungsfrist abgelaufen",
+            "Antrag der Teilnehmerin",
+            "--ground",
+            "Art. 17 (1) b DSGVO",  # the case closed weeks ago: retention still runs
         ],
         cwd=ROOT,
         env=env,

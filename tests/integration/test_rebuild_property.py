@@ -559,7 +559,12 @@ class Model:
         def erase() -> None:
             c.erased = True
 
-        return ("participant.erased", c.lead, {"reason": "Aufbewahrung"}, erase)
+        return (
+            "participant.erased",
+            c.lead,
+            {"reason": "Aufbewahrung", "ground": "Art. 17 (1) b DSGVO"},
+            erase,
+        )
 
     # ---- one message -------------------------------------------------------------------
 

@@ -190,7 +190,12 @@ def test_a_default_sent_or_left_out_is_the_same_body(hub: Hub) -> None:
 def test_the_auditors_erasure_follows_the_same_rule(hub: Hub) -> None:
     _register(hub)
     case_id, other_case = _open_case(hub), _open_case(hub)
-    erase = f.message("participant.erased", "auditor", case_id, {"reason": "Löschfrist"})
+    erase = f.message(
+        "participant.erased",
+        "auditor",
+        case_id,
+        {"reason": "Löschfrist", "ground": "Art. 17 (1) b DSGVO"},
+    )
     first = hub.messages.record(parse_message(erase), as_auditor=True)
     assert first["duplicate"] is False
 

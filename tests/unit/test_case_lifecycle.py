@@ -683,7 +683,9 @@ def _case_with_notes() -> Case:
 def test_erasure_keeps_only_the_pseudonym_and_blanks_note_texts() -> None:
     case = _case_with_notes()
 
-    case.erase_participant(act(JOBCENTER, 10), reason="retention ended")
+    case.erase_participant(
+        act(JOBCENTER, 10), reason="retention ended", ground="Art. 17 (1) b DSGVO"
+    )
 
     assert case.participant == {"pseudonym": "P-0001", "erased": True}
     assert [note.text for note in case.notes] == ["", ""]
@@ -696,10 +698,12 @@ def test_erasure_keeps_only_the_pseudonym_and_blanks_note_texts() -> None:
 
 def test_erasure_happens_once() -> None:
     case = _case_with_notes()
-    case.erase_participant(act(JOBCENTER, 10), reason="retention ended")
+    case.erase_participant(
+        act(JOBCENTER, 10), reason="retention ended", ground="Art. 17 (1) b DSGVO"
+    )
 
     with raises_domain(AlreadyDone, "already_recorded"):
-        case.erase_participant(act(JOBCENTER, 11), reason="again")
+        case.erase_participant(act(JOBCENTER, 11), reason="again", ground="Art. 17 (1) b DSGVO")
 
     assert case.erased_at == at(10)
 
@@ -708,10 +712,12 @@ def test_erasure_by_a_non_lead_agency_is_refused_unless_as_auditor() -> None:
     case = _case_with_notes()
 
     with raises_domain(NotLeadAgency, "not_lead_agency"):
-        case.erase_participant(act(COACHING, 10), reason="x")
+        case.erase_participant(act(COACHING, 10), reason="x", ground="Art. 17 (1) b DSGVO")
     assert case.erased_at is None
 
-    case.erase_participant(act(COACHING, 10), reason="audit order", as_auditor=True)
+    case.erase_participant(
+        act(COACHING, 10), reason="audit order", as_auditor=True, ground="Art. 17 (1) b DSGVO"
+    )
     assert case.participant["erased"] is True
 
 
@@ -820,12 +826,12 @@ def test_closed_case_still_accepts_erasure_once() -> None:
     case.add_note(act(COACHING, 4), text="private", category=DataCategory.NOTES)
     _close_rich(case, ids, 50, Outcome.EMPLOYED)
 
-    case.erase_participant(act(JOBCENTER, 400), reason="retention ended")
+    case.erase_participant(act(JOBCENTER, 50 + 366), reason="retention ended")
 
     assert case.participant == {"pseudonym": "P-0001", "erased": True}
     assert case.stage is Stage.CLOSED
     with raises_domain(AlreadyDone, "already_recorded"):
-        case.erase_participant(act(JOBCENTER, 401), reason="again")
+        case.erase_participant(act(JOBCENTER, 50 + 367), reason="again")
     assert_replays_equal(case)
 
 
@@ -858,7 +864,7 @@ def test_outsider_cannot_erase() -> None:
     case, _ = _rich_case()
 
     with raises_domain(NotLeadAgency, "not_lead_agency"):
-        case.erase_participant(act(OUTSIDER, 10), reason="x")
+        case.erase_participant(act(OUTSIDER, 10), reason="x", ground="Art. 17 (1) b DSGVO")
 
 
 def test_every_command_runs_for_its_rightful_agency_on_an_open_case() -> None:

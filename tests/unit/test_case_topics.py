@@ -61,6 +61,7 @@ UPCASTS: dict[str, dict[str, Any]] = {
     "HandoverOffered": {"priority": "normal"},
     "HandoverAccepted": {"moves_lead": None},
     "CaseClosed": {"target": None},
+    "ParticipantErased": {"ground": None},
 }
 
 
