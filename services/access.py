@@ -1,8 +1,9 @@
 """Who may read what, and the reads themselves (plain values in, plain values out).
 
 Agencies read their own inbox and caseload, a case they are involved in (only
-the data they are entitled to at the moment of reading) and their own part of
-its history. Auditors read everything; each auditor read of a case or history,
+the data ``projections.disclosure`` lets them see at the moment of reading) and
+their own part of its history (its personal payload fields by the same rule).
+Auditors read everything; each auditor read of a case or history,
 and each read that shows health data, is recorded in the case's history.
 """
 
