@@ -1,9 +1,9 @@
 """The case as one agency may see it.
 
-A piece of personal data is shown to an agency only when that agency is its
-source, or a consent covers its category from that source to that agency and is
-valid (granted, not revoked, inside its window) at the moment of reading.
-Anything else is absent from the view, not blanked by a client.
+A piece of personal data is shown to an agency only when ``projections.disclosure``
+says it may see it at the moment of reading: it is the data's source, the data is
+statutory for the lead, or a handover to it carried the data under a consent still
+valid. Anything else is absent from the view, not blanked by a client.
 """
 
 from __future__ import annotations
@@ -12,27 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from domain.case.consent import consent_valid
 from domain.case.lifecycle import add_months
 from projections.case_doc import PARTICIPANT_CATEGORIES, Doc
 from projections.caseload import involved_agencies
-
-
-def entitled(doc: Doc, agency: str, category: str, source: str, at: datetime) -> bool:
-    if agency == source:
-        return True
-    return any(
-        category in c["categories"]
-        and c["source_agency"] == source
-        and agency in c["recipients"]
-        and consent_valid(
-            datetime.fromisoformat(c["valid_from"]),
-            _moment(c["valid_until"]),
-            _moment(c["revoked_at"]),
-            at,
-        )
-        for c in doc["consents"].values()
-    )
+from projections.disclosure import may_see
 
 
 def sees_handover(doc: Doc, agency: str | None, handover: Doc) -> bool:
@@ -61,10 +44,6 @@ def visible_agencies(doc: Doc, agency: str | None, handovers: list[Doc]) -> list
     for h in handovers:
         seen.update((h["from_agency"], h["to_agency"]))
     return sorted(seen & set(involved_agencies(doc)) | {agency})
-
-
-def _moment(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
 
 
 def full_view(doc: Doc) -> dict[str, Any]:
@@ -98,16 +77,16 @@ def assignment_ends_at(doc: Doc) -> str | None:
 
 def case_view(doc: Doc, agency: str, at: datetime) -> dict[str, Any]:
     """``agency``'s view of the case at ``at``; full structure, filtered personal data."""
-    return _view(doc, lambda category, source: entitled(doc, agency, category, source, at), agency)
+    return _view(doc, lambda category, source: may_see(doc, agency, category, source, at), agency)
 
 
 def _view(
-    doc: Doc, may_see: Callable[[str, str], bool], agency: str | None = None
+    doc: Doc, allowed: Callable[[str, str], bool], agency: str | None = None
 ) -> dict[str, Any]:
     shown: set[str] = set()
 
     def see(category: str, source: str) -> bool:
-        if may_see(category, source):
+        if allowed(category, source):
             shown.add(category)
             return True
         return False

@@ -1,8 +1,9 @@
 """Who may read what, and the reads themselves (plain values in, plain values out).
 
 Agencies read their own inbox and caseload, a case they are involved in (only
-the data they are entitled to at the moment of reading) and their own part of
-its history. Auditors read everything; each auditor read of a case or history,
+the data ``projections.disclosure`` lets them see at the moment of reading) and
+their own part of its history (its personal payload fields by the same rule).
+Auditors read everything; each auditor read of a case or history,
 and each read that shows health data, is recorded in the case's history.
 """
 
@@ -15,12 +16,15 @@ from typing import Any
 from uuid import UUID
 
 from domain.policy import PolicyBook
+from projections.case_doc import Doc, reduce_case
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
+from projections.disclosure import withheld
 from services.application import HubApplication, MessageService
 from services.crypto import FieldCipher
 from services.errors import NotAllowed
-from services.replay import replay_case
+from services.messages.privacy import PERSONAL_PATHS_BY_EVENT
+from services.replay import as_record, replay_case
 from services.views.queries import ViewQueries
 from services.views.verify import verify_chain
 
@@ -107,9 +111,27 @@ class ReadService:
         replayed = replay_case(self._app, UUID(case_id), as_of, "recorded")
         trail = {row["position"]: row for row in self._queries.audit_trail(case_id)}
         late_after = self._policy_book.for_programme(doc["programme"]).clock.late_after
+        now = self._clock()
+        folded: Doc | None = None
         items = []
         for event in replayed["events"]:
+            # The case through this event: what each personal field became (a note's
+            # category and source), decided as the case view decides it.
+            folded = reduce_case(folded, as_record(case_id, event), in_place=True)
             audit = trail.get(event["position"], {})
+            payload = event["payload"]
+            paths = PERSONAL_PATHS_BY_EVENT.get(event["type"])
+            if not principal.is_auditor and paths:
+                payload = withheld(
+                    doc,
+                    folded,
+                    principal.subject,
+                    event["type"],
+                    event["agency"],
+                    payload,
+                    paths,
+                    now,
+                )
             item = {
                 "position": event["position"],
                 "type": event["type"],
@@ -121,7 +143,7 @@ class ReadService:
                 "hash": audit.get("hash"),
                 # Kept, and marked: recorded longer after it happened than policy allows.
                 "late_entry": _late(event, late_after),
-                "payload": event["payload"],
+                "payload": payload,
             }
             if principal.is_auditor or self._concerns(principal.subject, doc, event):
                 items.append(item)

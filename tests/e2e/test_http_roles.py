@@ -304,12 +304,16 @@ def test_involved_agencies_see_only_what_they_are_entitled_to(
         "birth_date": "1995-07-01",
     }
     assert "identity" in clinic.json()["categories_shown"]
-    # ... the coordination point has no consent for identity from the clinic: absent, not blank.
-    assert coach.json()["participant"] == {"pseudonym": "ERZ-0815"}
-    assert "identity" not in coach.json()["categories_shown"]
-    # The Jobcenter's consent covers health and contact only; the clinic holds no contact.
+    # ... the coordination point received it by the lead's accepted assignment, which
+    # carried identity and contact under the lead's consent; health no longer (revoked).
+    identity = {"pseudonym": "ERZ-0815", "name": "Jonas Vorbild", "birth_date": "1995-07-01"}
+    assert coach.json()["participant"] == identity
+    assert "identity" in coach.json()["categories_shown"]
+    assert "health" not in coach.json()["categories_shown"]
+    # The lead Jobcenter holds its participant's identity by its statutory task.
     jobcenter = api.get(f"/v1/cases/{S4}", headers=tokens.of("jc-erzgebirge"))
-    assert jobcenter.json()["participant"] == {"pseudonym": "ERZ-0815"}
+    assert jobcenter.json()["participant"] == identity
+    assert "identity" in jobcenter.json()["categories_shown"]
 
 
 def test_agency_not_involved_may_not_read_the_case(

@@ -198,8 +198,14 @@ def test_scenario_4_consent_revoked(api: TestClient, tokens: Tokens) -> None:
     assert handovers["report-1"]["state"] == "accepted"
     revoked = next(c for c in view["consents"] if c["consent_id"] == "erz-0815-health-kopra")
     assert revoked["revoked_at"] is not None
-    # The coach never sees the clinic's identity data, and nothing from the clinic now.
-    assert view["participant"] == {"pseudonym": "ERZ-0815"}
+    # The coach holds the identity the lead handed on with the accepted assignment (under
+    # the lead's consent), and nothing of the clinic's health data now.
+    assert view["participant"] == {
+        "pseudonym": "ERZ-0815",
+        "name": "Jonas Vorbild",
+        "birth_date": "1995-07-01",
+    }
+    assert "health" not in view["categories_shown"]
     assert _inbox_ids(api, tokens, "kopra-erzgebirge") == set()
     history = _history(api, tokens, 4)
     assert [h["type"] for h in history].count("HandoverOffered") == 3

@@ -420,12 +420,15 @@ def test_scenario_1_case_view_per_agency_follows_the_consents(hub: Hub) -> None:
         "birth_date": "1989-04-12",
         "contact": "Beeskow, Tel. 03366 000000",
     }
-    # The clinic's consent covers health and contact for the Jobcenter, not identity.
-    assert jobcenter["participant"] == {
+    # The lead Jobcenter holds its participant's identity and contact by its task.
+    assert jobcenter["participant"] == clinic["participant"]
+    # The chamber received identity (not contact) with the lead's completed placement
+    # handover, under the lead's consent gal-0001-jc-hwk.
+    assert chamber["participant"] == {
         "pseudonym": "GAL-0001",
-        "contact": "Beeskow, Tel. 03366 000000",
+        "name": "Erika Musterfrau",
+        "birth_date": "1989-04-12",
     }
-    assert chamber["participant"] == {"pseudonym": "GAL-0001"}
     # The stored views hold the personal fields only as ciphertext.
     stored = json.dumps(snapshot(hub.view_store), ensure_ascii=False)
     for personal in ("Erika", "1989-04-12", "03366", "Tischlerei Beispiel"):
@@ -439,11 +442,13 @@ def test_scenario_1_case_view_per_agency_follows_the_consents(hub: Hub) -> None:
     assert jobcenter["agencies"] == ["hwk-ffo", "jc-oder-spree", "klinik-oder-spree"]
     assert (jobcenter["stage"], jobcenter["outcome"]) == ("closed", "employed")
 
-    # After the consents end (both on day 5 * 365) both recipients lose the data.
-    assert _view(hub, case, "jc-oder-spree", _at(S1, 5 * 365 + 1))["participant"] == {
-        "pseudonym": "GAL-0001"
-    }
-    assert _view(hub, case, "hwk-ffo", _at(S1, 5 * 365 + 1))["employment"] is None
+    # After the consents end (both on day 5 * 365) the chamber loses what they allowed;
+    # the lead keeps its participant by its task, but not the clinic's health data.
+    late = _at(S1, 5 * 365 + 1)
+    assert _view(hub, case, "jc-oder-spree", late)["participant"] == clinic["participant"]
+    assert "health" not in _view(hub, case, "jc-oder-spree", late)["categories_shown"]
+    assert _view(hub, case, "hwk-ffo", late)["participant"] == {"pseudonym": "GAL-0001"}
+    assert _view(hub, case, "hwk-ffo", late)["employment"] is None
 
 
 def test_scenario_4_health_note_visible_to_the_coach_before_revocation(hub: Hub) -> None:
@@ -811,7 +816,14 @@ def test_revoked_consent_removes_the_data_from_the_recipients_view(hub: Hub) -> 
     case = _clinic_case_with_health_data(hub)
     after = T0 + timedelta(days=11)
 
-    assert _personal(_view(hub, case, JOBCENTER, after)) == ({"pseudonym": "R-1"}, [])
+    # The Jobcenter accepted the discharge and leads: it keeps its participant's identity
+    # and contact by its task; the health note only the consent allowed is gone.
+    lead = _view(hub, case, JOBCENTER, after)
+    assert _personal(lead) == (
+        {"pseudonym": "R-1", "name": "Rita Muster", "contact": "Tel. 0000"},
+        [],
+    )
+    assert "health" not in lead["categories_shown"]
     # The clinic is the source: its view is unchanged.
     assert _personal(_view(hub, case, CLINIC, after)) == (
         {"pseudonym": "R-1", "name": "Rita Muster", "contact": "Tel. 0000"},
@@ -825,7 +837,7 @@ def test_revoked_consent_removes_the_data_from_the_recipients_view(hub: Hub) -> 
 
     # The same after a rebuild from the events.
     hub.views.rebuild()
-    assert _personal(_view(hub, case, JOBCENTER, after)) == ({"pseudonym": "R-1"}, [])
+    assert _personal(_view(hub, case, JOBCENTER, after)) == _personal(lead)
     assert hub.queries.case_doc(case)["consents"]["r-1-health"]["revoked_at"] == iso(10)
 
     # The next handover carrying health is refused and leaves the views as they were.
@@ -878,7 +890,10 @@ def test_recipient_sees_the_data_while_the_consent_held(hub: Hub) -> None:
 
     view = _view(hub, str(case_id), JOBCENTER, T0 + timedelta(days=1))
 
-    assert _personal(view) == ({"pseudonym": "R-1", "name": "Rita Muster"}, ["Diagnose F32.1"])
+    # The offered discharge carries health under the consent; the consent covers identity
+    # too, but no handover carried it (and identity goes only with an accepted one).
+    assert _personal(view) == ({"pseudonym": "R-1"}, ["Diagnose F32.1"])
+    assert view["categories_shown"] == ["health"]
     # Before the consent's valid_from nothing is shown.
     assert _personal(_view(hub, str(case_id), JOBCENTER, T0 - timedelta(hours=1))) == (
         {"pseudonym": "R-1"},

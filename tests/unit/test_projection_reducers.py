@@ -13,7 +13,7 @@ import pytest
 
 from projections.audit import GENESIS, STATUTORY_TASK, audit_row, legal_basis
 from projections.case_doc import ERASED, reduce_case
-from projections.case_view import case_view, entitled
+from projections.case_view import case_view
 from projections.caseload import caseload_rows, involved_agencies
 from projections.dashboard import (
     apply_all_dashboard_ops,
@@ -23,6 +23,7 @@ from projections.dashboard import (
     dashboard_snapshot,
     empty_state,
 )
+from projections.disclosure import may_see, withheld
 from projections.events import EventRecord, decode, is_case_event
 from projections.inbox import inbox_rows, with_overdue
 
@@ -416,7 +417,11 @@ def test_next_deadline_compares_instants_not_strings() -> None:
 # ---- consent and the case view --------------------------------------------------------------
 
 
-def _consented_doc(**consent: Any) -> dict[str, Any]:
+def _consented_doc(*after: str, **consent: Any) -> dict[str, Any]:
+    """The clinic opens, consents health and contact to the Jobcenter, writes a health
+    and a working note, and offers it a discharge carrying health and contact (day
+    1); ``after`` names the Jobcenter's answer ("HandoverAccepted" with the lead
+    staying with the clinic, "HandoverDeclined"), if any."""
     ev = Events()
     grant = {
         "consent_id": "c-1",
@@ -427,38 +432,129 @@ def _consented_doc(**consent: Any) -> dict[str, Any]:
         "valid_until": t(100),
         **consent,
     }
-    return fold(
-        [
-            opened(ev, CLINIC, name="enc:n", contact="enc:c"),
-            ev("ConsentGranted", CLINIC, 1, **grant),
-            ev("NoteAdded", CLINIC, 2, text="enc:health", category="health"),
-            ev("NoteAdded", CLINIC, 2, text="enc:notes", category="notes"),
-        ]
-    )
+    events = [
+        opened(ev, CLINIC, name="enc:n", contact="enc:c"),
+        ev("ConsentGranted", CLINIC, 1, **grant),
+        ev("NoteAdded", CLINIC, 2, text="enc:health", category="health"),
+        ev("NoteAdded", CLINIC, 2, text="enc:notes", category="notes"),
+        offered(ev, H1, CLINIC, JC, "discharge", day=1, categories=["health", "contact"]),
+    ]
+    events += [ev(type_, JC, 3, handover_id=H1, moves_lead=False) for type_ in after]
+    return fold(events)
 
 
-def test_entitled_needs_the_source_or_a_covering_valid_consent() -> None:
+def test_may_see_needs_the_source_the_leads_task_or_a_carrying_handover() -> None:
     doc = _consented_doc()
 
-    assert entitled(doc, CLINIC, "health", CLINIC, at(0))  # the source, always
-    assert entitled(doc, JC, "health", CLINIC, at(1))  # valid_from is inclusive
-    assert entitled(doc, JC, "contact", CLINIC, at(50))
-    assert not entitled(doc, JC, "identity", CLINIC, at(50))  # category not covered
-    assert not entitled(doc, COACH, "health", CLINIC, at(50))  # not a recipient
-    assert not entitled(doc, JC, "health", AA, at(50))  # other source
-    assert not entitled(doc, JC, "health", CLINIC, at(0.99))  # not yet valid
-    assert not entitled(doc, JC, "health", CLINIC, at(100))  # valid_until is exclusive
-    assert entitled(_consented_doc(valid_until=None), JC, "health", CLINIC, at(5000))
+    assert may_see(doc, CLINIC, "health", CLINIC, at(0))  # the source, always
+    assert may_see(doc, JC, "health", CLINIC, at(1))  # offered; valid_from is inclusive
+    assert not may_see(doc, JC, "contact", CLINIC, at(50))  # contact: only once accepted
+    assert not may_see(doc, JC, "identity", CLINIC, at(50))  # category not carried
+    assert not may_see(doc, COACH, "health", CLINIC, at(50))  # no handover to it
+    assert not may_see(doc, JC, "health", AA, at(50))  # other source
+    assert not may_see(doc, JC, "health", CLINIC, at(0.99))  # not yet valid
+    assert not may_see(doc, JC, "health", CLINIC, at(100))  # valid_until is exclusive
+    assert may_see(_consented_doc(valid_until=None), JC, "health", CLINIC, at(5000))
+
+    accepted = _consented_doc("HandoverAccepted")
+    assert accepted["lead_agency"] == CLINIC
+    assert may_see(accepted, JC, "contact", CLINIC, at(50))
+    assert not may_see(accepted, JC, "identity", CLINIC, at(50))  # not carried, not lead
+    assert not may_see(_consented_doc("HandoverDeclined"), JC, "health", CLINIC, at(50))
 
     revoked = reduce_case(
         doc, Events(first_position=99)("ConsentRevoked", JC, 30, consent_id="c-1")
     )
     assert revoked["consents"]["c-1"]["revoked_at"] == t(30)
-    assert not entitled(revoked, JC, "health", CLINIC, at(31))
+    assert not may_see(revoked, JC, "health", CLINIC, at(31))
+
+
+def test_a_consent_alone_shows_nothing() -> None:
+    ev = Events()
+    doc = fold(
+        [
+            opened(ev, CLINIC, name="enc:n"),
+            ev(
+                "ConsentGranted",
+                CLINIC,
+                1,
+                consent_id="c-1",
+                categories=["health", "assessment"],
+                source_agency=CLINIC,
+                recipients=[JC],
+                valid_from=t(1),
+                valid_until=None,
+            ),
+            offered(ev, H1, CLINIC, JC, "discharge", day=1, categories=["assessment"]),
+        ]
+    )
+    assert may_see(doc, JC, "assessment", CLINIC, at(2))
+    assert not may_see(doc, JC, "health", CLINIC, at(2))  # consented, never carried
+
+
+def test_the_lead_sees_its_statutory_categories_but_not_health() -> None:
+    ev = Events()
+    doc = fold([opened(ev, CLINIC, name="enc:n"), offered(ev, H1, CLINIC, JC, "discharge")])
+    doc = reduce_case(doc, ev("HandoverAccepted", JC, 1, handover_id=H1, moves_lead=True))
+    assert doc["lead_agency"] == JC
+    for category in ("identity", "contact", "plan", "employment_history"):
+        assert may_see(doc, JC, category, COACH, at(2))
+    assert not may_see(doc, JC, "health", CLINIC, at(2))
+    assert not may_see(doc, CLINIC, "plan", COACH, at(2))  # no longer the lead
+
+
+def test_a_forwarded_handover_carries_from_the_chains_origin() -> None:
+    ev = Events()
+    doc = fold(
+        [
+            opened(ev, JC, name="enc:n"),
+            ev(
+                "ConsentGranted",
+                JC,
+                0,
+                consent_id="c-1",
+                categories=["health"],
+                source_agency=JC,
+                recipients=[AA, DRV],
+                valid_from=t(0),
+                valid_until=None,
+            ),
+            offered(ev, H1, JC, AA, "rehab_application", categories=["health"]),
+            ev(
+                "HandoverForwarded",
+                AA,
+                1,
+                handover_id=H1,
+                new_handover_id=H2,
+                to_agency=DRV,
+                reason="enc:r",
+                due_at=t(15),
+                decide_due_at=t(22),
+                legal_basis=["c-1"],
+            ),
+        ]
+    )
+    assert may_see(doc, DRV, "health", JC, at(2))  # the origin is the source
+    assert not may_see(doc, AA, "health", JC, at(2))  # its handover was forwarded
+    assert not may_see(doc, DRV, "identity", JC, at(2))
+
+
+def test_withheld_drops_the_personal_fields_the_agency_may_not_see() -> None:
+    doc = _consented_doc()
+    payload = {"pseudonym": "P-1", "name": "enc:n", "contact": "enc:c"}
+    opened_payload = {"programme": "Prog", "participant": payload}
+    paths = frozenset({"participant.name", "participant.contact", "participant.birth_date"})
+    kept = withheld(doc, doc, JC, "CaseOpened", CLINIC, opened_payload, paths, at(50))
+    assert kept == {"programme": "Prog", "participant": {"pseudonym": "P-1"}}
+    assert opened_payload["participant"] == payload  # the caller's payload is untouched
+    own = withheld(doc, doc, CLINIC, "CaseOpened", CLINIC, opened_payload, paths, at(50))
+    assert own == opened_payload
+    # A field whose category or source is unknown is withheld.
+    assert withheld(doc, doc, CLINIC, "Unknown", CLINIC, {"x": 1}, frozenset({"x"}), at(1)) == {}
 
 
 def test_case_view_leaves_out_what_the_caller_may_not_see() -> None:
-    doc = _consented_doc()
+    doc = _consented_doc("HandoverAccepted")
 
     recipient = case_view(doc, JC, at(10))
     outsider = case_view(doc, COACH, at(10))
@@ -480,7 +576,7 @@ def test_case_view_leaves_out_what_the_caller_may_not_see() -> None:
     assert case_view(doc, JC, at(100))["notes"] == []
 
 
-def test_case_view_filters_plan_measures_and_employment_by_their_source() -> None:
+def test_case_view_filters_plan_measures_and_employment_by_source_and_lead() -> None:
     ev = Events()
     doc = fold(
         [
@@ -517,8 +613,15 @@ def test_case_view_filters_plan_measures_and_employment_by_their_source() -> Non
     assert [m["title"] for m in jobcenter["measures"]] == ["T"]
     assert jobcenter["employment"]["employer"] == "enc:e"
     assert coach["plan"] is not None
-    assert coach["employment"] is None  # no consent from the Jobcenter for employment history
-    assert case_view(doc, JC, at(2.5))["plan"] is None  # before the consent
+    assert coach["employment"] is None  # no handover carried employment history to it
+    # The lead's own task (§§ 67 ff. SGB X), not the coach's consent: before it too.
+    early = case_view(doc, JC, at(2.5))
+    assert early["plan"] == jobcenter["plan"]
+    assert set(early["categories_shown"]) == {"plan", "employment_history"}
+    outsider = case_view(doc, AA, at(4))  # neither source, lead nor recipient
+    assert outsider["plan"] is None
+    assert outsider["measures"] == []
+    assert outsider["employment"] is None
 
 
 # ---- audit trail --------------------------------------------------------------------------
