@@ -272,7 +272,14 @@ class _CaseWriter:
         )
         if self.rng.random() < 0.15:
             self.wait(self.rng.uniform(300, 700))
-            self.case.erase_participant(self.act(lead, "datenschutz-1"), reason="Frist abgelaufen")
+            # Erasure follows the closure by the programme's retention period at least.
+            assert self.case.closed_at is not None
+            self.t = max(self.t, self.case.closed_at + POLICY.retention + timedelta(days=1))
+            if self.t >= HISTORY_END:
+                raise _HistoryEnds
+            self.case.erase_participant(
+                self.act(lead, "datenschutz-1"), POLICY, reason="Frist abgelaufen"
+            )
 
     # ---- scenario shapes --------------------------------------------------------------
 
