@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.case.handover import ENDED_WITHOUT_PART
+from domain.case.handover import involved_in
 from projections.case_doc import Doc
-
-_ENDED = frozenset(state.value for state in ENDED_WITHOUT_PART)
 
 
 def involved_agencies(doc: Doc) -> list[str]:
     """As the aggregate decides it (rule 7): a receiver whose only part was a declined
     or withdrawn handover is no longer involved."""
-    involved = {doc["opened_by"], doc["lead_agency"]}
-    for h in doc["handovers"].values():
-        involved.add(h["from_agency"])
-        if h["state"] not in _ENDED:
-            involved.add(h["to_agency"])
-    return sorted(involved)
+    parties = ((h["from_agency"], h["to_agency"], h["state"]) for h in doc["handovers"].values())
+    return sorted(involved_in(doc["opened_by"], doc["lead_agency"], parties))
 
 
 def next_due_at(doc: Doc, agency: str) -> str | None:

@@ -164,14 +164,19 @@ def require_not_bound_to_decide(handover: Handover, verb: str) -> None:
         )
 
 
-def involved_by_handovers(handovers: Iterable[Handover]) -> set[str]:
-    """Senders, and receivers whose handover did not end declined or withdrawn."""
-    involved: set[str] = set()
-    for handover in handovers:
-        involved.add(handover.from_agency)
-        if handover.state not in ENDED_WITHOUT_PART:
-            involved.add(handover.to_agency)
+def involved_in(opener: str, lead: str, parties: Iterable[tuple[str, str, str]]) -> set[str]:
+    """Rule 7, the one definition (the aggregate and the case document call it): the
+    opener, the lead, every sender, and every receiver whose handover did not end
+    declined or withdrawn. ``parties``: (from agency, to agency, state value)."""
+    involved = {opener, lead}
+    for from_agency, to_agency, state in parties:
+        involved.add(from_agency)
+        if state not in _ENDED_WITHOUT_PART:
+            involved.add(to_agency)
     return involved
+
+
+_ENDED_WITHOUT_PART = frozenset(state.value for state in ENDED_WITHOUT_PART)
 
 
 def _kind_name(kind: AgencyKind | None) -> str:

@@ -95,8 +95,10 @@ class CaseState:
     def involved_agencies(self) -> set[str]:
         """Rule 7: an agency whose only part was a declined or withdrawn handover
         is no longer involved."""
-        return {self.opened_by, self.lead_agency} | rules.involved_by_handovers(
-            self.handovers.values()
+        return rules.involved_in(
+            self.opened_by,
+            self.lead_agency,
+            ((h.from_agency, h.to_agency, h.state.value) for h in self.handovers.values()),
         )
 
     @property
