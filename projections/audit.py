@@ -81,8 +81,8 @@ def audit_row(
         )
     return digest, (
         position,
-        record.case_id,
-        topic.rsplit(".", 1)[-1],
+        record.case_id or None,
+        record.type,
         record.agency,
         record.actor,
         record.occurred_at,

@@ -311,3 +311,45 @@ def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             tally[0] += met
             tally[1] += missed
     return merged
+
+
+# Figures keyed by programme, and those keyed by agencies (they carry no programme).
+_BY_PROGRAMME = (
+    "cases_by_stage",
+    "handovers_by_state",
+    "assignment_to_employment",
+    "employed_within_12_months",
+    "places",
+)
+
+
+def scoped_figures(
+    figures: Mapping[str, Any], programmes: Iterable[str], own_cases: Iterable[str]
+) -> dict[str, Any]:
+    """The dashboard as an agency may see it (DOMAIN "Views"): the figures of the
+    programmes it takes part in, and overdue handovers only of its own cases.
+
+    Figures kept per agency pair (offer to acceptance, open offers, § 14 decisions)
+    carry no programme; they are shown for the agencies taking part in those
+    programmes (those that sent or received a handover in them)."""
+    wanted = set(programmes)
+    mine = set(own_cases)
+    scoped: dict[str, Any] = dict(figures)
+    for name in _BY_PROGRAMME:
+        scoped[name] = [row for row in figures[name] if row.get("programme") in wanted]
+    agencies = {row["from_agency"] for row in scoped["handovers_by_state"]}
+    agencies |= {row["to_agency"] for row in scoped["handovers_by_state"]}
+    scoped["offer_to_accept"] = [
+        row
+        for row in figures["offer_to_accept"]
+        if row["from_agency"] in agencies and row["to_agency"] in agencies
+    ]
+    scoped["open_offers"] = [row for row in figures["open_offers"] if row["agency"] in agencies]
+    scoped["rehab_decisions"] = [
+        row for row in figures["rehab_decisions"] if row["agency"] in agencies
+    ]
+    scoped["overdue_handovers"] = [
+        row for row in figures["overdue_handovers"] if row["case_id"] in mine
+    ]
+    scoped["programmes"] = sorted(wanted)
+    return scoped

@@ -153,16 +153,28 @@ def withheld(
     payload: Doc,
     paths: frozenset[str],
     at: datetime,
+    shown: set[str] | None = None,
 ) -> Doc:
     """``payload`` without the personal fields (``paths``, dotted) ``agency`` may not
-    see at ``at`` in the case ``doc`` (its current state)."""
+    see at ``at`` in the case ``doc`` (its current state). The categories of the
+    fields kept are added to ``shown`` (the read is recorded with them)."""
     result = dict(payload)
     for path in sorted(paths):
         item = field_item(folded, event_type, event_agency, path, payload)
         if item is not None and may_see(doc, agency, item[0], item[1], at):
+            if shown is not None and _present(payload, path.split(".")):
+                shown.add(item[0])
             continue
         _drop(result, path.split("."))
     return result
+
+
+def _present(container: Doc, keys: list[str]) -> bool:
+    head, *rest = keys
+    value = container.get(head)
+    if not rest or value is None:
+        return value is not None and value not in ([], "")
+    return isinstance(value, dict) and _present(value, rest)
 
 
 def _drop(container: Doc, keys: list[str]) -> None:

@@ -88,3 +88,31 @@ def decode(
         recorded_at,
         data,
     )
+
+
+# Reads recorded in their own streams (``domain.reads``; a test checks the topic).
+READ_TOPIC = "domain.reads:ReadRecorded"
+CASE_READ = "CaseRead"  # the type a read of a case has in the audit trail and history
+
+
+def decode_read(
+    position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
+) -> EventRecord:
+    """One stored read to a record of the case it read (``case_id`` "" for a read of
+    an inbox, caseload or dashboard); its stream's id and version are not the case's."""
+    if type(state) is not bytes:
+        state = bytes(state)
+    data = _decode(state.decode())
+    recorded_at = data.pop("timestamp")
+    case_id = data.pop("case_id", None)
+    return EventRecord(
+        position,
+        case_id or "",
+        version,
+        CASE_READ if case_id else "Read",
+        data.pop("agency", None),
+        data.pop("actor", None),
+        data.pop("occurred_at", None),
+        recorded_at,
+        data,
+    )

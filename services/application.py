@@ -28,9 +28,10 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.agency import Agency, agency_aggregate_id
-from domain.case import Act, Case
+from domain.case import Case
 from domain.errors import DomainError
 from domain.policy import PolicyBook
+from domain.reads import ReadRecorded, case_reads_id, daily_reads_id
 from domain.values import AgencyKind
 from services import commands
 from services.crypto import FieldCipher, ParticipantErased, case_key_id
@@ -262,30 +263,54 @@ class MessageService:
 
     def record_read(
         self,
-        case_id: UUID,
+        case_id: UUID | None,
         *,
         agency: str,
         actor: str,
         role: str,
         scope: str,
         categories: list[str] | None = None,
+        user: str | None = None,
+        target: str | None = None,
     ) -> int | None:
-        """Record that someone read this case; returns the read event's position."""
-        act = Act(agency=agency, actor=actor, occurred_at=datetime.now(UTC))
-        for attempt in range(self._retries + 1):
-            case = self._load(case_id)
-            if case is None:
+        """Record a read in its own stream (``domain.reads``): the case's reads, or
+        the day's for an inbox, caseload or dashboard (``case_id`` None). The case is
+        not loaded: a read costs the same however long the case is, and never
+        conflicts with a write. Returns the read event's position."""
+        now = self._clock()
+        if case_id is not None:
+            if not self._app.recorder.select_events(case_id, limit=1):
                 raise CaseNotFound(f"case {case_id} does not exist")
-            case.record_read(act, role=role, scope=scope, categories=categories or [])
+            stream = case_reads_id(case_id)
+        else:
+            stream = daily_reads_id(now.date())
+        for attempt in range(self._retries + 1):
+            last = self._app.recorder.select_events(stream, desc=True, limit=1)
+            read = ReadRecorded(
+                originator_id=stream,
+                originator_version=last[0].originator_version + 1 if last else 1,
+                timestamp=now,
+                case_id=case_id,
+                agency=agency,
+                actor=actor,
+                user=user,
+                role=role,
+                scope=scope,
+                target=target,
+                categories=sorted(set(categories or [])),
+                occurred_at=now,
+            )
             try:
-                recordings = self._app.save(case)
-            except IntegrityError:
+                recordings = self._app.save(read)
+            except IntegrityError:  # another read took that version: take the next
                 self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter
                 continue
             self._on_recorded()
-            log.info("case_read_recorded", case_id=str(case_id), role=role, scope=scope)
+            log.info(
+                "read_recorded", case_id=str(case_id) if case_id else None, role=role, scope=scope
+            )
             return recordings[-1].notification.id
-        raise ConcurrencyConflict(f"case {case_id} kept changing; the read was not recorded")
+        raise ConcurrencyConflict("too many reads at once; the read was not recorded")
 
     def _load_for(
         self, message: Message, *, as_auditor: bool

@@ -250,15 +250,37 @@ def replay(
         str, typer.Option(help="recorded (hub clock, default) or occurred (agency clock)")
     ] = "recorded",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    agency: Annotated[
+        str | None,
+        typer.Option(help="as this agency could see it then (disclosure rule at that moment)"),
+    ] = None,
+    user: Annotated[str, typer.Option(help="who is reading (recorded with the read)")] = "operator",
 ) -> None:
-    """The case's events in order and its state rebuilt as of that moment."""
-    from services.replay import replay_case
+    """The case's events in order and its state rebuilt as of that moment (every
+    replay is recorded as a read of the case)."""
+    from services.access import AUDITOR_AGENCY, Principal, ReadService
 
     if axis not in ("recorded", "occurred"):
         raise _fail("invalid_value", "--axis is recorded or occurred")
     moment = _parse_moment(as_of) if as_of is not None else None
     with _hub() as hub:
-        result = hub.cipher.reveal(replay_case(hub.app, case_id, moment, axis))  # type: ignore[arg-type]
+        hub.views.catch_up()  # the disclosure rule reads the case's current document
+        reads = ReadService(
+            hub.app,
+            hub.queries,
+            hub.messages,
+            hub.view_store,
+            hub.cipher,
+            policy_book=hub.settings.policy_book,
+        )
+        principal = (
+            Principal("agency", agency, agency, user=user)
+            if agency is not None
+            else Principal("auditor", user, user, user=user)
+        )
+        if agency is not None and agency == AUDITOR_AGENCY:
+            raise _fail("invalid_value", "--agency names an agency, not the auditors")
+        result = reads.replay(principal, str(case_id), moment, axis)  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -280,7 +302,7 @@ def _print_replay(result: dict[str, Any]) -> None:
     typer.echo(f"case {result['case_id']}{moment}: {len(result['events'])} events")
     for e in result["events"]:
         typer.echo(
-            f"  #{e['position']:<6} v{e['version']:<3} {e['occurred_at']}  "
+            f"  #{e['position']:<6} v{e.get('version', '-')!s:<3} {e['occurred_at']}  "
             f"{e['type']:<22} {e['agency']} / {e['actor']}"
         )
     state = result["state"]

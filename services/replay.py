@@ -14,9 +14,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from domain.reads import case_reads_id, daily_reads_id
 from projections.case_doc import Doc, reduce_case
 from projections.case_view import full_state
-from projections.events import EventRecord
+from projections.events import EventRecord, decode_read
 from services.application import HubApplication
 from services.errors import CaseNotFound
 
@@ -87,8 +88,42 @@ def replay_case(
         "as_of": plain(as_of),
         "axis": axis,
         "events": events,
+        "reads": case_reads(app, case_id, as_of),
         "state": full_state(doc) if doc is not None else None,
     }
+
+
+def case_reads(app: HubApplication, case_id: UUID, as_of: datetime | None = None) -> list[Doc]:
+    """The reads of a case recorded in its read stream (``domain.reads``), as history
+    items of type ``CaseRead`` up to ``as_of`` (the hub's clock). Reads recorded inside
+    the case by older versions are among the case's own events."""
+    return _reads(app, case_reads_id(case_id), as_of)
+
+
+def day_reads(app: HubApplication, day: date) -> list[Doc]:
+    """The reads of one UTC day that concern no single case (inbox, caseload, dashboard)."""
+    return _reads(app, daily_reads_id(day), None)
+
+
+def _reads(app: HubApplication, stream: UUID, as_of: datetime | None) -> list[Doc]:
+    items: list[Doc] = []
+    for row in app.store.select_case_events(stream):
+        read = decode_read(row.position, stream, row.originator_version, row.topic, row.state)
+        if as_of is not None and datetime.fromisoformat(read.recorded_at) > as_of:
+            break
+        items.append(
+            {
+                "position": read.position,
+                "version": read.version,
+                "type": read.type,
+                "agency": read.agency,
+                "actor": read.actor,
+                "occurred_at": read.occurred_at,
+                "recorded_at": read.recorded_at,
+                "payload": read.data,
+            }
+        )
+    return items
 
 
 def as_record(case_id: str, item: dict[str, Any]) -> EventRecord:

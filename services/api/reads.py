@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -61,6 +61,19 @@ async def history(
     # read), or those fields would be missing for the newest events.
     await api.views.reach_recorded()
     return await api.blocking.run(api.reads.history, caller, str(case_id), as_of)
+
+
+@router.get("/v1/audit/reads", responses=documented(401, 403))
+async def audit_reads(
+    caller: Caller,
+    request: Request,
+    day: Annotated[date, Query(description="a UTC day, YYYY-MM-DD")],
+) -> dict[str, Any]:
+    """Auditors: the recorded reads of inboxes, caseloads and dashboards on ``day``."""
+    api = api_of(request)
+    if not caller.is_auditor:
+        raise ApiError(403, "forbidden", "only auditors read the read log")
+    return await api.blocking.run(api.reads.reads_of_day, caller, day)
 
 
 @router.get("/v1/audit/verify", responses=documented(401, 403))

@@ -68,3 +68,16 @@ class ViewQueries:
             "FROM view_inbox"
         )
         return dashboard_figures(state, offers, now, self._capacity)
+
+    def programmes_of(self, agency: str) -> list[str]:
+        """The programmes of the cases ``agency`` is involved in."""
+        rows = self._views.query(
+            f"SELECT DISTINCT programme FROM view_caseload WHERE agency = {self._p}", (agency,)
+        )
+        return sorted(row["programme"] for row in rows if row["programme"] is not None)
+
+    def case_ids_of(self, agency: str) -> list[str]:
+        rows = self._views.query(
+            f"SELECT case_id FROM view_caseload WHERE agency = {self._p}", (agency,)
+        )
+        return [row["case_id"] for row in rows]

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from projections.audit import GENESIS, audit_row, canonical, chain_hash
+from projections.events import READ_TOPIC, decode_read
 from services.views.page import Page
 from services.views.sql.batch import ViewWrites
 from services.views.sql.schema import tracking_name
@@ -54,11 +55,15 @@ class AuditTrail:
         digest = bytes.fromhex(self._load_head())
         audit = writes.audit
         checkpoint_every = self._checkpoint_every
-        for (position, originator_id, version, topic, state), record in zip(
+        for (position, originator_id, version, topic, state), decoded in zip(
             page.rows, page.records, strict=True
         ):
             if position <= after:
                 continue
+            record = decoded
+            if record is None and topic == READ_TOPIC:
+                # A read, chained like every event, listed under the case it read.
+                record = decode_read(position, originator_id, version, topic, state)
             digest, row = audit_row(
                 digest,
                 position,
