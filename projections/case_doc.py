@@ -279,14 +279,32 @@ def _aftercare_ended(doc: Doc, e: EventRecord) -> None:
 
 
 def _note_source(doc: Doc, author: str | None, category: str) -> str | None:
-    """Whose data a note is: a coach who knows a category only through a consent
-    (e.g. health from the clinic) writes down that source's data, not its own."""
+    """Whose data a note is: a coach who knows a category only because a handover
+    carried it (e.g. health from the clinic) writes down that source's data, not its
+    own. A consent alone carries nothing (DOMAIN rule 3): without such a handover
+    the note is the author's own."""
     if category == "notes":  # working notes are the author's own
         return author
-    for c in doc["consents"].values():
-        if c["revoked_at"] is None and category in c["categories"] and author in c["recipients"]:
-            return cast(str, c["source_agency"])
+    for h in doc["handovers"].values():
+        if (
+            h["to_agency"] == author
+            and category in h["data_categories"]
+            and h["state"] in ("accepted", "completed")
+        ):
+            return chain_origin(doc, h)
     return author
+
+
+def chain_origin(doc: Doc, handover: Doc) -> str:
+    """The agency that started ``handover``'s forwarding chain (its own sender if none)."""
+    seen = {handover["handover_id"]}
+    current = handover
+    while (previous := doc["handovers"].get(current["forwarded_from"] or "")) is not None:
+        if previous["handover_id"] in seen:
+            break
+        seen.add(previous["handover_id"])
+        current = previous
+    return cast(str, current["from_agency"])
 
 
 def _note_added(doc: Doc, e: EventRecord) -> None:

@@ -11,12 +11,11 @@ Pure: a case document (``projections.case_doc`` shape) in, a yes or no out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 from domain.case.consent import consent_valid
 from projections.case_doc import PARTICIPANT_CATEGORIES as _PARTICIPANT_FIELDS
-from projections.case_doc import Doc
+from projections.case_doc import Doc, chain_origin
 
 # Statutory basis of the case's current lead (policy): §§ 67 ff. SGB X, the social
 # data the lead needs for its own task (§ 69 Abs. 1 Nr. 1 SGB X): who the participant
@@ -84,23 +83,6 @@ def _carried(doc: Doc, h: Doc, agency: str, category: str, source: str, at: date
         )
         for c in doc["consents"].values()
     )
-
-
-def chain_origin(doc: Doc, handover: Doc) -> str:
-    """The agency that started ``handover``'s forwarding chain (its own sender if none)."""
-    first = handover
-    for previous in _backwards(doc, handover):
-        first = previous
-    return str(first["from_agency"])
-
-
-def _backwards(doc: Doc, handover: Doc) -> Iterator[Doc]:
-    seen = {handover["handover_id"]}
-    current = doc["handovers"].get(handover["forwarded_from"] or "")
-    while current is not None and current["handover_id"] not in seen:
-        seen.add(current["handover_id"])
-        yield current
-        current = doc["handovers"].get(current["forwarded_from"] or "")
 
 
 def _moment(value: str | None) -> datetime | None:

@@ -209,3 +209,30 @@ def test_after_revocation_the_coachs_history_shows_no_health_text(agencies: Agen
     # The auditor still sees everything.
     auditor = agencies.api.get(f"/v1/cases/{case_id}/history", headers=agencies.tokens.audit())
     assert HEALTH_NOTE in auditor.text
+
+
+# A note's source --------------------------------------------------------------------
+
+
+def test_a_coachs_own_note_is_not_the_clinics_because_a_consent_names_the_coach(
+    agencies: Agencies,
+) -> None:
+    """Before, a note's source came from consents alone: a coach named in the clinic's
+    health consent (but handed no health data) wrote a health note, and the clinic, as
+    its supposed source, saw the coach's own note. Now only a handover that carried the
+    category makes the note the sender's data."""
+    case_id = kopra(agencies)
+    agencies.consent(CLINIC, case_id, [COACH], ["health"], at=ago(20))
+    own = "Eigene Beobachtung: müde am Morgen"
+    note(agencies, COACH, case_id, own, "health", at=ago(19))
+
+    assert own in texts(view(agencies, COACH, case_id))  # the author's own data
+    assert own not in texts(view(agencies, CLINIC, case_id))
+    assert own not in history(agencies, CLINIC, case_id).text
+
+    # Once a handover carried health to the coach, what it writes down is the clinic's.
+    report = agencies.offer(CLINIC, case_id, COACH, "discharge", ["health"], at=ago(15))
+    agencies.ok(COACH, "handover.accepted", case_id, {"handover_id": report}, at=ago(14))
+    handed = "Laut Entlassbericht: Belastbarkeit vier Stunden"
+    note(agencies, COACH, case_id, handed, "health", at=ago(13))
+    assert handed in texts(view(agencies, CLINIC, case_id))
