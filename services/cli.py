@@ -211,15 +211,27 @@ def _load_demo_and_print_tokens(hub: Hub, host: str, port: int) -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    volume: Annotated[
+        int,
+        typer.Option(min=0, max=100_000, help="also a seeded year of N generated cases"),
+    ] = 0,
+) -> None:
     """Load DOMAIN.md's five scenarios (idempotent) and print where to look."""
     from services.demo import DemoFailed, load_demo
+    from services.demo_volume import load_volume
 
     with _hub() as hub:
         store = hub.settings.effective_database_url
         typer.echo(f"loading the five scenarios into {_redact(store)}")
         try:
             reports = list(load_demo(hub.registry, hub.messages))
+            if volume:
+                added = load_volume(hub.messages, volume)
+                typer.echo(
+                    f"  {added.cases} generated cases: {added.recorded} recorded, "
+                    f"{added.duplicates} already there, {added.not_yet} dated after now"
+                )
         except DemoFailed as error:
             raise _fail(error.code, str(error)) from None
         hub.views.catch_up()
