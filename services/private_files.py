@@ -7,6 +7,7 @@ did not make are left as they are, except the data directory (``HUB_VAR_DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -35,8 +36,9 @@ def private_sqlite_file(path: Path) -> None:
     """Create the database file 0600 before SQLite opens it: SQLite gives its -wal and
     -shm files the database file's mode, so they are private too."""
     private_dir(path.parent)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
-    os.close(descriptor)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it a moment ago
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     for member in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if member.exists():
             tighten(member, PRIVATE_FILE)
