@@ -346,7 +346,10 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as error:
+            raise _fail("unwritable_file", f"cannot write {output}: {error.strerror}") from None
         typer.echo(f"wrote {output}")
 
 

@@ -155,6 +155,11 @@ def test_record_of_a_missing_or_unreadable_file_is_one_line(var_dir: Path, tmp_p
     assert_one_line_refusal(directory, 1, "error [unreadable_file]: cannot read")
 
 
+def test_schema_to_an_unwritable_place_is_one_line(var_dir: Path, tmp_path: Path) -> None:
+    result = hub("schema", "--output", str(tmp_path / "missing" / "s.json"), env=base_env(var_dir))
+    assert_one_line_refusal(result, 1, "error [unwritable_file]: cannot write")
+
+
 def test_record_of_bad_json_or_schema_is_one_line_with_its_problems(
     var_dir: Path, tmp_path: Path
 ) -> None:
