@@ -14,7 +14,8 @@ from eventsourcing.persistence import IntegrityError, InternalError
 from services.application import AgencyRegistry, HubApplication, MessageService, TokenService
 from services.crypto import FieldCipher, load_master_key
 from services.ports import ViewStore
-from services.settings import Settings
+from services.private_files import PRIVATE_DIR, private_sqlite_file, tighten
+from services.settings import ConfigurationError, Settings, check_production, env_name
 from services.store import eventsourcing_env
 from services.views.queries import ViewQueries
 from services.views.runner import ViewRunner
@@ -46,10 +47,13 @@ class Hub:
 
 def build_hub(settings: Settings | None = None) -> Hub:
     settings = settings or Settings()
+    check_production(settings)
+    # Read the policy and capacity files now: a bad one is refused before anything is made.
+    _ = settings.policy_book, settings.capacity
     url = settings.effective_database_url
     env = eventsourcing_env(url)
     if settings.is_sqlite:
-        Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
+        _prepare_sqlite(Path(env["SQLITE_DBNAME"]), settings)
     else:
         prepare_postgres(url)
     app = _open_application(env)
@@ -60,6 +64,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
             settings.master_key_file,
             settings.var_dir,
             say=lambda text: log.warning("master_key_created", detail=text),
+            create=settings.env != "production",
         ),
         app.store,  # type: ignore[arg-type]
     )
@@ -89,6 +94,21 @@ def build_hub(settings: Settings | None = None) -> Hub:
         view_store=view_store,
         cipher=cipher,
     )
+
+
+def _prepare_sqlite(path: Path, settings: Settings) -> None:
+    """The database file and its directory private to the hub's user (0600, 0700)."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    setting = "database_url" if settings.database_url else "var_dir"
+    try:
+        private_sqlite_file(path)
+    except OSError as error:
+        raise ConfigurationError(
+            f"{env_name(setting)}: cannot create {path}: {error.strerror or error}"
+        ) from None
+    if path.parent.resolve() == settings.var_dir.resolve():
+        tighten(settings.var_dir, PRIVATE_DIR)  # the data directory is the hub's own
 
 
 def _open_application(env: dict[str, str], attempts: int = 5) -> HubApplication:

@@ -19,7 +19,7 @@ from services.bootstrap import Hub, StoreUnavailable, build_hub
 from services.crypto import CryptoError
 from services.errors import ServiceError
 from services.logging import configure_logging
-from services.settings import Settings
+from services.settings import ConfigurationError, Settings, load_settings
 
 app = typer.Typer(
     help="Coordination hub for agencies sharing responsibility for a participant's way "
@@ -45,12 +45,34 @@ def _fail(code: str, message: str, exit_code: int = 1) -> typer.Exit:
     return typer.Exit(exit_code)
 
 
+def _configuration_failure(error: ConfigurationError) -> typer.Exit:
+    """Exit 2, as for a usage error: the setting is wrong, not the command's input."""
+    typer.echo(f"configuration error: {error}", err=True)
+    return typer.Exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        raise _configuration_failure(error) from None
+
+
+@app.callback()
+def _check_configuration() -> None:
+    # Every command reads the same HUB_* settings: a wrong one is named, on one line,
+    # before any command starts (the commands read them again, then validly).
+    _settings()
+
+
 @contextmanager
 def _hub() -> Iterator[Hub]:
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
         hub = build_hub(settings)
+    except ConfigurationError as error:
+        raise _configuration_failure(error) from None
     except (StoreUnavailable, CryptoError) as error:
         raise _fail(error.code, str(error)) from None
     try:
@@ -121,14 +143,28 @@ def record(
     """Record one handover message (the same schema as HTTP and Kafka)."""
     from services.messages import MessageInvalid
 
-    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise _fail("unreadable_file", f"cannot read {source}: {error.strerror}") from None
     with _hub() as hub:
         try:
             result = hub.messages.record_raw(raw)
         except MessageInvalid as error:
-            typer.echo(json.dumps(error.details, indent=2), err=True)
-            raise _fail(error.code, error.message) from None
+            raise _fail(error.code, f"{error.message}{_problems(error.details)}") from None
     typer.echo(json.dumps(result))
+
+
+def _problems(details: Any) -> str:
+    """A refusal's field problems on the same line: ``: path: problem; …``."""
+    if not isinstance(details, list) or not details:
+        return ""
+    shown = [
+        f"{d['path']}: {d['problem']}" if d.get("path") else str(d.get("problem"))
+        for d in details
+        if isinstance(d, dict)
+    ]
+    return f": {'; '.join(shown)}" if shown else ""
 
 
 @app.command()
@@ -344,7 +380,10 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as error:
+            raise _fail("unwritable_file", f"cannot write {output}: {error.strerror}") from None
         typer.echo(f"wrote {output}")
 
 
@@ -357,15 +396,19 @@ def participant_erase(
         str | None,
         typer.Option(help="an Art. 17 GDPR ground, to erase before closure and retention"),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="do not ask (needed when stdin is no terminal)")
+    ] = False,
 ) -> None:
     """Erase a participant's personal data: destroys their key (crypto-shredding).
     Allowed after the case closed and its programme's retention period ended, or
-    earlier with a recorded Art. 17 ground."""
+    earlier with a recorded Art. 17 ground. Asks first, as it cannot be undone."""
     from datetime import UTC
     from uuid import uuid4
 
     from services.messages import parse_message
 
+    _confirm_erasure(case_id, yes)
     message = parse_message(
         {
             "message_id": str(uuid4()),
@@ -384,6 +427,22 @@ def participant_erase(
         f"erased the personal data of case {case_id} (event at position {result['position']}); "
         "its history and audit chain remain"
     )
+
+
+def _confirm_erasure(case_id: UUID, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise _fail(
+            "confirmation_required",
+            "no terminal to confirm at: pass --yes to erase (it destroys the participant's "
+            "key and cannot be undone)",
+        )
+    if not typer.confirm(
+        f"Destroy the key of case {case_id}? Its personal data cannot be read again",
+        default=False,
+    ):
+        raise _fail("not_confirmed", "nothing erased")
 
 
 @projections_app.command("rebuild")
@@ -518,7 +577,11 @@ def _redact(url: str) -> str:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ConfigurationError as error:  # a setting read late, e.g. a policy file
+        typer.echo(f"configuration error: {error}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Protocol
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.private_files import PRIVATE_DIR, PRIVATE_FILE, private_dir, tighten
 
 log = structlog.get_logger("hub.crypto")
 
@@ -55,28 +56,48 @@ class KeyTable(Protocol):
 
 
 def load_master_key(
-    value: str | None, key_file: Path | None, var_dir: Path, say: Callable[[str], None]
+    value: str | None,
+    key_file: Path | None,
+    var_dir: Path,
+    say: Callable[[str], None],
+    create: bool = True,
 ) -> bytes:
-    """``HUB_MASTER_KEY`` (base64 of 32 bytes), else a key file, else create one in var/."""
+    """``HUB_MASTER_KEY`` (base64 of 32 bytes), else a key file, else (``create``, as in
+    development) create one in var/, readable by the hub's user only."""
     if value:
         return _decode_key(value, "HUB_MASTER_KEY")
     path = key_file or var_dir / "master.key"
+    if key_file is None and path.exists():
+        # The hub's own key file in its data directory: tightened if an older version
+        # left it looser. A configured file (a mounted secret) is the operator's.
+        tighten(var_dir, PRIVATE_DIR)
+        tighten(path, PRIVATE_FILE)
     if path.exists():
-        return _decode_key(path.read_text().strip(), str(path))
+        return _read_key_file(path)
     if key_file is not None:
         raise CryptoError(f"master key file {path} does not exist")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not create:
+        raise CryptoError("no master key is configured (HUB_MASTER_KEY_FILE or HUB_MASTER_KEY)")
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     try:
-        descriptor = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR
-        )
+        private_dir(path.parent)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     except FileExistsError:  # another process made it a moment ago
-        return _decode_key(path.read_text().strip(), str(path))
+        return _read_key_file(path)
+    except OSError as error:
+        raise CryptoError(f"cannot create the master key file {path}: {error.strerror}") from None
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
     say(f"created a new master key at {path} (mode 0600); keep it safe and back it up")
     return base64.b64decode(key)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise CryptoError(f"cannot read the master key file {path}: {error.strerror}") from None
+    return _decode_key(text.strip(), str(path))
 
 
 def _decode_key(text: str, where: str) -> bytes:

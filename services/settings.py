@@ -5,17 +5,37 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
+from urllib.parse import unquote, urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.policy import PolicyBook
 
+ENV_PREFIX = "HUB_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Passwords shipped in examples or guessed first: a production database must not use one.
+KNOWN_DEFAULT_PASSWORDS = frozenset(
+    {"hub", "postgres", "password", "changeme", "change-me", "secret", "admin", "root", "test"}
+)
+
+
+class ConfigurationError(Exception):
+    """A setting the hub cannot run with. The message names the variable (``HUB_…``)
+    and never repeats its value, which may be a secret."""
+
+    code = "configuration_error"
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="production: refuse to start without a master key kept outside "
+        "HUB_VAR_DIR, or with a default database password",
+    )
     var_dir: Path = Field(Path("var"), description="Where the embedded defaults live.")
     database_url: str | None = Field(
         None,
@@ -49,7 +69,7 @@ class Settings(BaseSettings):
     health_file: Path | None = Field(
         None, description="hub relay / hub inbox touch this file while running (liveness probe)"
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="debug, info, warning, error or critical")
     log_format: Literal["auto", "json", "console"] = "auto"
     deadline_policy_file: Path | None = Field(
         None, description="JSON file with per-programme deadline overrides"
@@ -68,6 +88,29 @@ class Settings(BaseSettings):
         None, description='JSON {"programme": {"site": places}} for the dashboard'
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_store(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme = urlparse(url).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            # Name the scheme only: the rest of the URL may hold a password.
+            shown = f"{scheme}://" if scheme else "no scheme"
+            raise ValueError(
+                f"must be sqlite:///path.db or postgresql://user@host:port/db (got {shown})"
+            )
+        if scheme == "sqlite" and not urlparse(url).path.lstrip("/"):
+            raise ValueError("a sqlite URL needs a file path, e.g. sqlite:///var/hub.db")
+        return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level.upper()
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'hub.db'}"
@@ -80,10 +123,106 @@ class Settings(BaseSettings):
     def capacity(self) -> dict[str, dict[str, int]]:
         if self.capacity_file is None:
             return {}
-        return json.loads(self.capacity_file.read_text())
+        return _read_json_file(self.capacity_file, "capacity_file")
 
     @cached_property
     def policy_book(self) -> PolicyBook:
         if self.deadline_policy_file is None:
             return PolicyBook()
-        return PolicyBook.from_mapping(json.loads(self.deadline_policy_file.read_text()))
+        data = _read_json_file(self.deadline_policy_file, "deadline_policy_file")
+        try:
+            return PolicyBook.from_mapping(data)
+        except (AttributeError, TypeError, ValueError, KeyError) as error:
+            raise ConfigurationError(
+                f"{env_name('deadline_policy_file')}: {self.deadline_policy_file} is not a "
+                f"deadline policy ({type(error).__name__}: {_one_line(error)})"
+            ) from None
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**values: Any) -> Settings:
+    """The settings from the environment (``values`` override it), or a
+    ``ConfigurationError`` naming every variable that is wrong, on one line."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise ConfigurationError(
+            "; ".join(_describe(problem) for problem in error.errors())
+        ) from None
+
+
+def _describe(problem: Any) -> str:
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    if problem["type"] == "literal_error" and field in Settings.model_fields:
+        allowed = get_args(Settings.model_fields[field].annotation)
+        text = f"must be one of {', '.join(map(str, allowed))}"
+    else:
+        text = str(problem["msg"]).removeprefix("Value error, ")
+        text = text.replace("Input should be", "must be", 1)
+    return f"{env_name(field)}: {text}" if field else text
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())  # pydantic's messages span several lines
+
+
+def _read_json_file(path: Path, field: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigurationError(
+            f"{env_name(field)}: cannot read {path}: {error.strerror or error}"
+        ) from None
+    except ValueError as error:
+        raise ConfigurationError(f"{env_name(field)}: {path} is not JSON ({error})") from None
+
+
+def check_production(settings: Settings) -> None:
+    """In production, refuse what would put data at risk silently: a master key made
+    on the fly, a key stored in the data directory (a copy of the directory would then
+    hold both the data and its key), or a database password everybody can guess."""
+    if settings.env != "production":
+        return
+    problems: list[str] = []
+    if settings.master_key is None:
+        if settings.master_key_file is None:
+            problems.append(
+                f"{env_name('master_key_file')}: production needs a master key kept outside "
+                f"{env_name('var_dir')}; set {env_name('master_key_file')} to a mounted secret "
+                f"(or {env_name('master_key')}); none is made in production"
+            )
+        elif _inside(settings.master_key_file, settings.var_dir):
+            problems.append(
+                f"{env_name('master_key_file')}: the master key must not lie inside "
+                f"{env_name('var_dir')} ({settings.var_dir}) in production: a copy of the data "
+                "directory would hold the data and its key"
+            )
+    password = _database_password(settings.database_url)
+    if password is not None and password.lower() in KNOWN_DEFAULT_PASSWORDS | {
+        _database_user(settings.database_url).lower()
+    }:
+        problems.append(
+            f"{env_name('database_url')}: the database password is a known default; "
+            "set a generated one in production"
+        )
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    # resolve(): a relative path or a symlink into var/ is inside it all the same.
+    return path.resolve().is_relative_to(directory.resolve())
+
+
+def _database_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    password = urlparse(url).password
+    return unquote(password) if password else None
+
+
+def _database_user(url: str | None) -> str:
+    return unquote(urlparse(url or "").username or "")

@@ -164,6 +164,7 @@ def test_erasure_shreds_every_copy_and_the_chain_still_verifies(
             "Antrag der Teilnehmerin",
             "--ground",
             "Art. 17 (1) b DSGVO",  # the case closed weeks ago: retention still runs
+            "--yes",  # no terminal here to confirm at
         ],
         cwd=ROOT,
         env=env,
