@@ -36,6 +36,9 @@ class Principal:
     role: str  # "agency" or "auditor"
     subject: str  # the agency id, or the auditor's name
     name: str
+    # The acting person: the token's user, or for an agency-wide token the one its
+    # caller names in X-Hub-User; None when neither says.
+    user: str | None = None
 
     @property
     def is_auditor(self) -> bool:
