@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -43,9 +44,10 @@ from services.errors import (
     MessageIdReused,
     NotAllowed,
     ParticipantDataErased,
+    ServiceError,
 )
 from services.messages import Message, parse_message, seal_personal
-from services.store import HubStore, Receipt
+from services.store import HubStore, Receipt, TokenRecord
 
 log = structlog.get_logger("hub.application")
 
@@ -128,32 +130,189 @@ class AgencyRegistry:
             start = batch[-1].id + 1
 
 
-class TokenService:
-    """Bearer tokens: only their SHA-256 is stored."""
+# A user id inside an agency (or an auditor's): what the token names and what an
+# agency-wide token's caller may claim in ``X-Hub-User``; never free text.
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+# A stored last use is rewritten at most this often per token: a write per request
+# would contend with the messages for the store.
+TOUCH_EVERY = timedelta(minutes=1)
 
-    def __init__(self, store: HubStore, registry: AgencyRegistry) -> None:
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Who a valid token speaks for."""
+
+    token_id: str
+    role: str  # "agency" or "auditor"
+    subject: str  # the agency id, or the auditor's name
+    name: str
+    user: str | None  # None: a token of the first schema, or one issued without --user
+    expires_at: datetime | None
+
+
+class InvalidValue(ServiceError):
+    code = "invalid_value"
+
+
+class TokenUnknown(ServiceError):
+    code = "token_unknown"
+
+
+class TokenRefused(Exception):
+    """A presented token that does not authenticate: ``reason`` is ``unknown``,
+    ``expired`` or ``revoked`` (the message says which, and nothing about the holder)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    token: str  # shown once; only its hash is stored
+    expires_at: datetime | None
+
+
+class TokenService:
+    """Bearer tokens: only their SHA-256 is stored, with who holds them, when they
+    were made, when they expire, when they were last used and whether they are
+    revoked. Revoking (or changing a token row in any way but its last use) bumps
+    ``HubStore.tokens_version``, which every API process polls."""
+
+    def __init__(
+        self,
+        store: HubStore,
+        registry: AgencyRegistry,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._store = store
         self._registry = registry
+        self._clock = clock
 
-    def issue_agency_token(self, agency_id: str) -> str:
+    def issue_agency_token(
+        self, agency_id: str, *, user: str | None = None, expires_at: datetime | None = None
+    ) -> str:
+        return self.issue_for_agency(agency_id, user=user, expires_at=expires_at).token
+
+    def issue_auditor_token(
+        self, name: str, *, user: str | None = None, expires_at: datetime | None = None
+    ) -> str:
+        return self.issue_for_auditor(name, user=user, expires_at=expires_at).token
+
+    def issue_for_agency(
+        self, agency_id: str, *, user: str | None = None, expires_at: datetime | None = None
+    ) -> IssuedToken:
         agency = self._registry.get(agency_id)
-        token = new_token()
-        self._store.insert_token(hash_token(token), "agency", agency_id, agency["name"])
-        return token
+        return self._issue("agency", agency_id, agency["name"], user, expires_at)
 
-    def issue_auditor_token(self, name: str) -> str:
-        token = new_token()
-        self._store.insert_token(hash_token(token), "auditor", name, name)
-        return token
+    def issue_for_auditor(
+        self, name: str, *, user: str | None = None, expires_at: datetime | None = None
+    ) -> IssuedToken:
+        return self._issue("auditor", name, name, user, expires_at)
 
-    def authenticate(self, token: str) -> dict[str, str] | None:
-        """Who holds ``token`` (role, subject, name), or None when no one does."""
+    def _issue(
+        self, role: str, subject: str, name: str, user: str | None, expires_at: datetime | None
+    ) -> IssuedToken:
+        if user is not None and not USER_ID_PATTERN.match(user):
+            raise InvalidValue("a user id is 1-64 of A-Z, a-z, 0-9, '.', '_', '@', '-'")
+        now = self._clock()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidValue("the expiry must lie in the future")
+        token = new_token()
+        token_id = "tok_" + secrets.token_hex(6)
+        self._store.insert_token(
+            TokenRecord(
+                token_id=token_id,
+                role=role,
+                subject=subject,
+                name=name,
+                token_hash=hash_token(token),
+                user=user,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        return IssuedToken(token_id, token, expires_at)
+
+    def authenticate(self, token: str) -> TokenHolder:
+        """Who holds ``token``; ``TokenRefused`` when no one does, or no longer. A
+        use is recorded at most once per ``TOUCH_EVERY``."""
         presented = hash_token(token)
         record = self._store.find_token(presented)
         # Only hashes are stored and looked up; the final comparison is constant-time.
         if record is None or not hmac.compare_digest(record.token_hash, presented):
-            return None
-        return {"role": record.role, "subject": record.subject, "name": record.name}
+            raise TokenRefused("unknown")
+        now = self._clock()
+        if record.revoked_at is not None:
+            raise TokenRefused("revoked")
+        if record.expires_at is not None and record.expires_at <= now:
+            raise TokenRefused("expired")
+        if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
+            self._touch(record.token_id, now)
+        return TokenHolder(
+            token_id=record.token_id,
+            role=record.role,
+            subject=record.subject,
+            name=record.name,
+            user=record.user,
+            expires_at=record.expires_at,
+        )
+
+    def _touch(self, token_id: str, now: datetime) -> None:
+        try:
+            self._store.touch_token(token_id, now, unless_after=now - TOUCH_EVERY)
+        except Exception as error:  # the last use is information; the caller is valid
+            log.warning("token_use_not_recorded", token_id=token_id, error=type(error).__name__)
+
+    def version(self) -> int:
+        return self._store.tokens_version()
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every token (oldest first), never the token or its hash."""
+        records = sorted(
+            self._store.list_tokens(),
+            key=lambda r: (r.created_at or datetime.min.replace(tzinfo=UTC), r.token_id),
+        )
+        return [_token_row(record, self._clock()) for record in records]
+
+    def revoke(self, token_id: str) -> tuple[dict[str, Any], bool]:
+        """Revoke ``token_id``: its row as ``all`` shows it, and whether this call
+        revoked it (False: it already was, and stays as it was)."""
+        unknown = TokenUnknown(f"no token has the id {token_id!r} (see hub token list)")
+        before = self._store.find_token_by_id(token_id)
+        if before is None:
+            raise unknown
+        if before.revoked_at is not None:
+            return _token_row(before, self._clock()), False
+        self._store.revoke_token(token_id, self._clock())
+        after = self._store.find_token_by_id(token_id)
+        if after is None:  # deleted meanwhile, by hand
+            raise unknown
+        return _token_row(after, self._clock()), True
+
+
+def _token_row(record: TokenRecord, now: datetime) -> dict[str, Any]:
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat(timespec="seconds")
+
+    if record.revoked_at is not None:
+        state = "revoked"
+    elif record.expires_at is not None and record.expires_at <= now:
+        state = "expired"
+    else:
+        state = "active"
+    return {
+        "token_id": record.token_id,
+        "role": record.role,
+        "subject": record.subject,
+        "user": record.user,
+        "created_at": moment(record.created_at),
+        "expires_at": moment(record.expires_at),
+        "last_used_at": moment(record.last_used_at),
+        "revoked_at": moment(record.revoked_at),
+        "state": state,
+    }
 
 
 class MessageService:

@@ -6,12 +6,13 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
+from typer.core import TyperGroup
 
 from domain.errors import DomainError
 from domain.values import AgencyKind
@@ -102,10 +103,10 @@ def agency_add(
         ) from None
     with _hub() as hub:
         agency = hub.registry.register(agency_id, kind, name)
-        token = hub.tokens.issue_agency_token(agency_id)
+        issued = hub.tokens.issue_for_agency(agency_id)
     typer.echo(f"registered agency {agency['agency_id']} ({agency['kind']}): {agency['name']}")
-    typer.echo("bearer token (shown once; only its hash is stored):")
-    typer.echo(token)
+    typer.echo(f"bearer token {issued.token_id} (shown once; only its hash is stored):")
+    typer.echo(issued.token)
 
 
 @agency_app.command("list")
@@ -116,24 +117,150 @@ def agency_list() -> None:
             typer.echo(f"{agency['agency_id']}\t{agency['kind']}\t{agency['name']}")
 
 
-@agency_app.command("token")
-def agency_token(agency_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Issue another bearer token for a registered agency (last line)."""
+class _AddByDefault(TyperGroup):
+    """``hub agency token ID``, the first form, is ``hub agency token add ID``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own Context
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+
+agency_token_app = typer.Typer(
+    cls=_AddByDefault,
+    help="Bearer tokens of an agency (hub agency token ID: as add, agency-wide).",
+    no_args_is_help=True,
+)
+agency_app.add_typer(agency_token_app, name="token")
+
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        metavar="ID",
+        help="the person the token acts for (1-64 of A-Z a-z 0-9 . _ @ -); "
+        "recorded as the actor of what it sends",
+    ),
+]
+ExpiresOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expires",
+        metavar="WHEN",
+        help="a duration (30m, 12h, 90d, 8w) or an ISO 8601 moment with timezone; default: never",
+    ),
+]
+
+
+@agency_token_app.command("add")
+def agency_token_add(
+    agency_id: Annotated[str, typer.Argument(metavar="AGENCY")],
+    user: UserOption = None,
+    expires: ExpiresOption = None,
+) -> None:
+    """Issue a bearer token for a registered agency, for one of its users (last line)."""
+    expires_at = _parse_expiry(expires)
     with _hub() as hub:
-        token = hub.tokens.issue_agency_token(agency_id)
-    typer.echo(f"new bearer token for {agency_id}:")
-    typer.echo(token)
+        issued = hub.tokens.issue_for_agency(agency_id, user=user, expires_at=expires_at)
+    typer.echo(f"new bearer token for {agency_id}{_issued_note(issued, user)}:")
+    typer.echo(issued.token)
 
 
 @token_app.command("auditor")
-def token_auditor(name: Annotated[str, typer.Option(help="the auditor's name")]) -> None:
+def token_auditor(
+    name: Annotated[str, typer.Option(help="the auditor's name")],
+    user: UserOption = None,
+    expires: ExpiresOption = None,
+) -> None:
     """Print a new auditor token (last line)."""
     if not name.strip():
         raise _fail("invalid_value", "an auditor needs a name")
+    expires_at = _parse_expiry(expires)
     with _hub() as hub:
-        token = hub.tokens.issue_auditor_token(name.strip())
-    typer.echo(f"auditor token for {name.strip()} (shown once; only its hash is stored):")
-    typer.echo(token)
+        issued = hub.tokens.issue_for_auditor(name.strip(), user=user, expires_at=expires_at)
+    typer.echo(f"auditor token for {name.strip()}{_issued_note(issued, user)}:")
+    typer.echo(issued.token)
+
+
+@token_app.command("list")
+def token_list(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every token, oldest first: id, role, agency or auditor, user, created, expires,
+    last used (to the minute), revoked. Never a token or its hash."""
+    with _hub() as hub:
+        rows = hub.tokens.all()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    columns = [
+        ("ID", "token_id"),
+        ("ROLE", "role"),
+        ("AGENCY/AUDITOR", "subject"),
+        ("USER", "user"),
+        ("CREATED", "created_at"),
+        ("EXPIRES", "expires_at"),
+        ("LAST USED", "last_used_at"),
+        ("REVOKED", "revoked_at"),
+        ("STATE", "state"),
+    ]
+    table = [[title for title, _ in columns]]
+    table += [["-" if row[key] is None else str(row[key]) for _, key in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID")]) -> None:
+    """Revoke a token (its id from hub token list): every server refuses it within a
+    second. Revoking it again changes nothing."""
+    with _hub() as hub:
+        row, newly = hub.tokens.revoke(token_id)
+    holder = f"{row['role']} {row['subject']}" + (f", user {row['user']}" if row["user"] else "")
+    if not newly:
+        typer.echo(f"{token_id} ({holder}) was already revoked at {row['revoked_at']}")
+        return
+    typer.echo(f"revoked {token_id} ({holder}) at {row['revoked_at']}")
+
+
+def _issued_note(issued: Any, user: str | None) -> str:
+    parts = [f"id {issued.token_id}"]
+    if user:
+        parts.append(f"user {user}")
+    parts.append(
+        f"expires {issued.expires_at.isoformat(timespec='seconds')}"
+        if issued.expires_at
+        else "no expiry"
+    )
+    return f" ({', '.join(parts)}; shown once, only its hash is stored)"
+
+
+EXPIRY_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _parse_expiry(text: str | None) -> datetime | None:
+    """``--expires``: a duration from now (90d) or a moment with timezone."""
+    if text is None:
+        return None
+    text = text.strip()
+    amount, unit = text[:-1], text[-1:]
+    if amount.isdigit() and unit in EXPIRY_UNITS and 0 < int(amount) <= 100_000:
+        try:
+            return datetime.now(UTC) + timedelta(**{EXPIRY_UNITS[unit]: int(amount)})
+        except OverflowError:
+            pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _fail(
+            "invalid_value",
+            "--expires is a duration (30m, 12h, 90d, 8w) or an ISO 8601 moment with timezone",
+        )
+    return moment
 
 
 @app.command()

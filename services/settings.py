@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     capacity_file: Path | None = Field(
         None, description='JSON {"programme": {"site": places}} for the dashboard'
     )
+    auth_bad_token_limit: int = Field(
+        20, ge=1, description="bad bearer tokens one client address may send per window"
+    )
+    auth_bad_token_window_s: float = Field(
+        60.0, gt=0, description="the window; past the limit the client gets 429 until it ends"
+    )
+    auth_bad_token_clients: int = Field(
+        10_000, ge=1, description="client addresses remembered for the limit (bounded memory)"
+    )
 
     @field_validator("database_url")
     @classmethod

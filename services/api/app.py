@@ -44,7 +44,7 @@ def create_app(
         live=start_views,
     )
     api = ApiContext(
-        auth=Authenticator(hub.tokens, blocking),
+        auth=Authenticator(hub.tokens, blocking, settings=hub.settings),
         reads=ReadService(
             hub.app,
             hub.queries,

@@ -1,6 +1,7 @@
 """Every error answer is ``{"error": {"code", "message", "details"}}``: 401 no or bad
 token, 403 not this caller's, 404 unknown, 409 a rule refused, 413 too large, 422
-malformed. Never a stack trace to a client (``middleware`` answers what escapes)."""
+malformed, 429 too many bad tokens. Never a stack trace to a client (``middleware``
+answers what escapes)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,16 @@ _MEANINGS = {
     409: "a rule refused the message (code names the rule)",
     413: "message larger than 64 KiB",
     422: "malformed JSON, schema errors or invalid parameters (details name the field)",
+    429: "too many bad tokens from this client: wait for Retry-After seconds",
 }
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route that can answer ``statuses`` with an error."""
+    """The ``responses`` of a route that can answer ``statuses`` with an error. A
+    route that authenticates (401) can also refuse a bad ``X-Hub-User`` (422) and a
+    client that sent too many bad tokens (429)."""
+    if 401 in statuses:
+        statuses = (*statuses, *(s for s in (422, 429) if s not in statuses))
     return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
 
 
@@ -54,14 +60,26 @@ READ_ERRORS = documented(401, 403, 404, 422)
 class ApiError(Exception):
     """A refusal decided by the HTTP layer itself (authentication, size, parameters)."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -74,7 +92,7 @@ def status_of(error: DomainError | ServiceError) -> int:
 
 
 async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-    return error_response(error.status, error.code, error.message, error.details)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
 async def _refusal(_: Request, error: DomainError | ServiceError) -> JSONResponse:

@@ -88,7 +88,12 @@ def _too_large(limit: int) -> ApiError:
 
 async def _record(api: ApiContext, caller: Principal, message: Message) -> dict[str, Any]:
     """Agencies send as themselves; auditors send only ``participant.erased`` (the
-    service checks that)."""
+    service checks that). A caller with a user (its token's, or X-Hub-User for an
+    agency-wide token) sends only as that user: the recorded actor is the user."""
+    if caller.user is not None and message.actor != caller.user:
+        raise ApiError(
+            403, "actor_mismatch", "the message's actor must be the user this token acts for"
+        )
     if caller.is_auditor:
         return await api.blocking.run(partial(api.messages.record, message, as_auditor=True))
     if message.agency != caller.subject:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
@@ -80,10 +81,55 @@ def agency_of_state(state: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class TokenRecord:
+    """A bearer token as stored: its SHA-256, never the token itself.
+
+    ``user`` is the person inside the agency (or the auditor) the token was issued
+    to; tokens issued before per-user tokens existed have none. Timestamps are UTC.
+    """
+
+    token_id: str
     role: str
     subject: str
     name: str
     token_hash: str
+    user: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+# Columns of hub_tokens as ``token_record`` reads them (names, not secrets); the
+# first schema had role, subject, name, token_hash and created_at.
+TOKEN_COLUMNS = ", ".join(
+    [
+        *("token_id", "role", "subject", "name", "token_hash", "user_id", "created_at"),
+        *("expires_at", "last_used_at", "revoked_at"),
+    ]
+)
+ADDED_TOKEN_COLUMNS = ("token_id", "user_id", "expires_at", "last_used_at", "revoked_at")
+# Changes that decide whether a token is valid: any of them bumps the version row
+# (by a trigger, so an edit by hand counts too); a recorded use does not.
+TOKEN_DECIDING_COLUMNS = ", ".join(
+    ("token_hash", "role", "subject", "name", "user_id", "expires_at", "revoked_at")
+)
+
+
+def token_record(row: Any, moment: Any = lambda value: value) -> TokenRecord:
+    """A ``TokenRecord`` from a row with ``TOKEN_COLUMNS``; ``moment`` turns a stored
+    timestamp into an aware UTC datetime (SQLite keeps text)."""
+    return TokenRecord(
+        token_id=row["token_id"],
+        role=row["role"],
+        subject=row["subject"],
+        name=row["name"],
+        token_hash=row["token_hash"],
+        user=row["user_id"],
+        created_at=moment(row["created_at"]),
+        expires_at=moment(row["expires_at"]),
+        last_used_at=moment(row["last_used_at"]),
+        revoked_at=moment(row["revoked_at"]),
+    )
 
 
 class HubStore(Protocol):
@@ -94,9 +140,26 @@ class HubStore(Protocol):
         """The receipt of ``agency``'s message ``message_id`` (None: any agency's)."""
         ...
 
-    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None: ...
+    def insert_token(self, record: TokenRecord) -> None: ...
 
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def find_token_by_id(self, token_id: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        """Mark the token revoked at ``at`` (kept if it already was)."""
+        ...
+
+    def touch_token(self, token_id: str, at: datetime, unless_after: datetime) -> None:
+        """Record a use at ``at``, unless one after ``unless_after`` is recorded."""
+        ...
+
+    def tokens_version(self) -> int:
+        """A number that grows with every change to the tokens other than a use
+        (triggers bump it, so a hand edit counts too)."""
+        ...
 
     def select_case_events(self, originator_id: UUID) -> list[PositionedEvent]: ...
 

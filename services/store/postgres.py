@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,13 +14,19 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from services.store import (
+    ADDED_TOKEN_COLUMNS,
     RECEIPT_COLUMNS,
+    TOKEN_COLUMNS,
+    TOKEN_DECIDING_COLUMNS,
     NotificationRow,
     PositionedEvent,
     Receipt,
     TokenRecord,
     agency_of_state,
+    token_record,
 )
+
+TOKENS_TRIGGER = "hub_tokens_changed"
 
 
 class HubPostgresRecorder(PostgresApplicationRecorder):
@@ -28,6 +35,83 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         self._migrate_receipts()
+        self._migrate_tokens()
+
+    def _migrate_tokens(self) -> None:
+        """Add the per-user token columns to a table of the first schema, install the
+        trigger that bumps the version row, and name unnamed tokens (old tokens keep
+        working, with no user); idempotent."""
+        if not self._tokens_current():
+            schema = Identifier(self.datastore.schema)
+            bump = SQL("{}.hub_tokens_changed").format(schema)
+            with self.datastore.transaction(commit=True) as curs:
+                # Serialises processes starting together; the statements are idempotent.
+                curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._tokens))
+                for column in ADDED_TOKEN_COLUMNS:
+                    kind = "text" if column in ("token_id", "user_id") else "timestamptz"
+                    curs.execute(
+                        SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
+                            self._tokens, Identifier(column)
+                        )
+                    )
+                curs.execute(
+                    SQL("INSERT INTO {} VALUES (1, 0) ON CONFLICT DO NOTHING").format(
+                        self._token_state
+                    )
+                )
+                curs.execute(
+                    SQL(
+                        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN UPDATE {} SET version = version + 1 WHERE id = 1; "
+                        "RETURN NULL; END $$"
+                    ).format(bump, self._token_state)
+                )
+                curs.execute(
+                    SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                        Identifier(TOKENS_TRIGGER), self._tokens
+                    )
+                )
+                curs.execute(
+                    SQL(
+                        "CREATE TRIGGER {} AFTER UPDATE OF " + TOKEN_DECIDING_COLUMNS + " OR "
+                        "DELETE OR TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+                    ).format(Identifier(TOKENS_TRIGGER), self._tokens, bump)
+                )
+                curs.execute(
+                    SQL("CREATE UNIQUE INDEX IF NOT EXISTS hub_tokens_id ON {} (token_id)").format(
+                        self._tokens
+                    )
+                )
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET token_id = 'tok_' || substr(md5(random()::text || "
+                    "token_hash), 1, 12) WHERE token_id IS NULL"
+                ).format(self._tokens)
+            )
+
+    def _tokens_current(self) -> bool:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT (SELECT count(*) FROM information_schema.columns WHERE "
+                "table_schema = %s AND table_name = 'hub_tokens' AND column_name = ANY(%s)) "
+                "AS columns, (SELECT count(*) FROM pg_trigger t JOIN pg_class c "
+                "ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = 'hub_tokens' AND t.tgname = %s) "
+                "AS triggers",
+                (
+                    self.datastore.schema,
+                    list(ADDED_TOKEN_COLUMNS),
+                    self.datastore.schema,
+                    TOKENS_TRIGGER,
+                ),
+            )
+            row = curs.fetchone()
+            if row is None or row["columns"] != len(ADDED_TOKEN_COLUMNS) or not row["triggers"]:
+                return False
+            curs.execute(SQL("SELECT count(*) AS n FROM {}").format(self._token_state))
+            state = curs.fetchone()
+            return state is not None and state["n"] == 1
 
     def _migrate_receipts(self) -> None:
         """Bring a receipts table of the first schema (message_id uuid PRIMARY KEY, no
@@ -97,6 +181,7 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         schema = Identifier(self.datastore.schema)
         self._receipts = SQL("{}.hub_receipts").format(schema)
         self._tokens = SQL("{}.hub_tokens").format(schema)
+        self._token_state = SQL("{}.hub_token_state").format(schema)
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
         # Participant keys live in their own schema, apart from the events.
         keys_schema = (
@@ -131,10 +216,19 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         )
         self.sql_create_statements.append(
             SQL(
+                # The first schema's columns, then those ``_migrate_tokens`` adds.
                 "CREATE TABLE IF NOT EXISTS {} ("
                 "token_hash text PRIMARY KEY, role text NOT NULL, subject text NOT NULL, "
-                "name text NOT NULL, created_at timestamptz DEFAULT now())"
+                "name text NOT NULL, created_at timestamptz DEFAULT now(), token_id text, "
+                "user_id text, expires_at timestamptz, last_used_at timestamptz, "
+                "revoked_at timestamptz)"
             ).format(self._tokens)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY CHECK (id = 1), "
+                "version bigint NOT NULL)"
+            ).format(self._token_state)
         )
 
     def _insert_events(
@@ -238,29 +332,67 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             body_hash=row["body_hash"],
         )
 
-    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:
+    def insert_token(self, record: TokenRecord) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("INSERT INTO {} (token_hash, role, subject, name) VALUES (%s,%s,%s,%s)").format(
-                    self._tokens
+                SQL(
+                    "INSERT INTO {} (" + TOKEN_COLUMNS + ") "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,NULL,NULL)"
+                ).format(self._tokens),
+                (
+                    record.token_id,
+                    record.role,
+                    record.subject,
+                    record.name,
+                    record.token_hash,
+                    record.user,
+                    record.created_at or datetime.now(UTC),
+                    record.expires_at,
                 ),
-                (token_hash, role, subject, name),
             )
 
-    def find_token(self, token_hash: str) -> TokenRecord | None:
+    def _select_tokens(self, where: str = "", *args: str) -> list[TokenRecord]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT role, subject, name, token_hash FROM {} WHERE token_hash=%s").format(
+                SQL("SELECT " + TOKEN_COLUMNS + " FROM {} " + where).format(self._tokens), args
+            )
+            return [token_record(row, _utc) for row in curs.fetchall()]
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        found = self._select_tokens("WHERE token_hash=%s", token_hash)
+        return found[0] if found else None
+
+    def find_token_by_id(self, token_id: str) -> TokenRecord | None:
+        found = self._select_tokens("WHERE token_id=%s", token_id)
+        return found[0] if found else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return self._select_tokens()
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("UPDATE {} SET revoked_at=%s WHERE token_id=%s AND revoked_at IS NULL").format(
                     self._tokens
                 ),
-                (token_hash,),
+                (at, token_id),
             )
+
+    def touch_token(self, token_id: str, at: datetime, unless_after: datetime) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET last_used_at=%s WHERE token_id=%s "
+                    "AND (last_used_at IS NULL OR last_used_at <= %s)"
+                ).format(self._tokens),
+                (at, token_id, unless_after),
+            )
+
+    def tokens_version(self) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT version FROM {} WHERE id = 1").format(self._token_state))
             row = curs.fetchone()
-        return (
-            None
-            if row is None
-            else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
-        )
+        return 0 if row is None else int(row["version"])
 
     def select_notification_rows(self, start: int, limit: int) -> list[NotificationRow]:
         """``select_notifications(start, limit)`` as ``NotificationRow`` tuples."""
@@ -290,3 +422,7 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)

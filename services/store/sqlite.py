@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -10,12 +11,16 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from services.store import (
+    ADDED_TOKEN_COLUMNS,
     RECEIPT_COLUMNS,
+    TOKEN_COLUMNS,
+    TOKEN_DECIDING_COLUMNS,
     NotificationRow,
     PositionedEvent,
     Receipt,
     TokenRecord,
     agency_of_state,
+    token_record,
 )
 
 # Keyed by (agency, message_id), by the unique index that ``_migrate_receipts``
@@ -27,6 +32,32 @@ RECEIPTS_TABLE = (
     "message_id TEXT NOT NULL, case_id TEXT NOT NULL, message_type TEXT NOT NULL, "
     "handover_id TEXT, case_version INTEGER NOT NULL, agency TEXT, body_hash TEXT)"
 )
+# The first schema's columns, then those added for per-user, expiring, revocable
+# tokens (``_migrate_tokens`` adds them to a table of the first schema).
+TOKENS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS hub_tokens ("
+    "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
+    "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP, token_id TEXT, "
+    "user_id TEXT, expires_at TEXT, last_used_at TEXT, revoked_at TEXT)"
+)
+_BUMP = "BEGIN UPDATE hub_token_state SET version = version + 1 WHERE id = 1; END"
+TOKEN_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS hub_tokens_deleted AFTER DELETE ON hub_tokens {_BUMP}",
+    "CREATE TRIGGER IF NOT EXISTS hub_tokens_changed AFTER UPDATE OF "
+    f"{TOKEN_DECIDING_COLUMNS} ON hub_tokens {_BUMP}",
+)
+
+
+def _text(moment: datetime) -> str:
+    """Fixed-width UTC text, so stored moments compare as strings."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _moment(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    parsed = datetime.fromisoformat(text)  # also the first schema's "YYYY-MM-DD HH:MM:SS"
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class HubSQLiteRecorder(SQLiteApplicationRecorder):
@@ -35,6 +66,28 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         self._migrate_receipts()
+        self._migrate_tokens()
+
+    def _migrate_tokens(self) -> None:
+        """Add the per-user token columns to a table of the first schema, name its
+        tokens (old tokens keep working, with no user), and install the triggers that
+        bump the version row; idempotent."""
+        with self.datastore.transaction(commit=True) as c:
+            # A write first: it takes the write lock (another process starting at
+            # the same time waits), then the schema is read.
+            c.execute("INSERT OR IGNORE INTO hub_token_state (id, version) VALUES (1, 0)")
+            c.execute("PRAGMA table_info(hub_tokens)")
+            present = {row["name"] for row in c.fetchall()}
+            for column in ADDED_TOKEN_COLUMNS:
+                if column not in present:
+                    c.execute(f"ALTER TABLE hub_tokens ADD COLUMN {column} TEXT")
+            c.execute(
+                "UPDATE hub_tokens SET token_id = 'tok_' || lower(hex(randomblob(6))) "
+                "WHERE token_id IS NULL"
+            )
+            c.execute("CREATE UNIQUE INDEX IF NOT EXISTS hub_tokens_id ON hub_tokens (token_id)")
+            for trigger in TOKEN_TRIGGERS:
+                c.execute(trigger)
 
     def _migrate_receipts(self) -> None:
         """Bring a receipts table of the first schema to the current one, in place and
@@ -88,9 +141,9 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
         return [
             *super().construct_create_table_statements(),
             RECEIPTS_TABLE.format(name="hub_receipts"),
-            "CREATE TABLE IF NOT EXISTS hub_tokens ("
-            "token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, "
-            "name TEXT NOT NULL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)",
+            TOKENS_TABLE,
+            "CREATE TABLE IF NOT EXISTS hub_token_state (id INTEGER PRIMARY KEY "
+            "CHECK (id = 1), version INTEGER NOT NULL)",
             # Participant keys, wrapped by the master key; NULL once destroyed.
             "CREATE TABLE IF NOT EXISTS hub_keys (key_id TEXT PRIMARY KEY, wrapped BLOB, "
             "created_at TEXT DEFAULT CURRENT_TIMESTAMP, destroyed_at TEXT)",
@@ -189,25 +242,59 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             body_hash=row["body_hash"],
         )
 
-    def insert_token(self, token_hash: str, role: str, subject: str, name: str) -> None:
+    def insert_token(self, record: TokenRecord) -> None:
+        created = record.created_at or datetime.now(UTC)
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "INSERT INTO hub_tokens (token_hash, role, subject, name) VALUES (?,?,?,?)",
-                (token_hash, role, subject, name),
+                f"INSERT INTO hub_tokens ({TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL,NULL)",
+                (
+                    record.token_id,
+                    record.role,
+                    record.subject,
+                    record.name,
+                    record.token_hash,
+                    record.user,
+                    _text(created),
+                    None if record.expires_at is None else _text(record.expires_at),
+                ),
             )
 
-    def find_token(self, token_hash: str) -> TokenRecord | None:
+    def _tokens(self, where: str = "", *args: str) -> list[TokenRecord]:
         with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT {TOKEN_COLUMNS} FROM hub_tokens {where}", args)
+            return [token_record(row, _moment) for row in c.fetchall()]
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        found = self._tokens("WHERE token_hash=?", token_hash)
+        return found[0] if found else None
+
+    def find_token_by_id(self, token_id: str) -> TokenRecord | None:
+        found = self._tokens("WHERE token_id=?", token_id)
+        return found[0] if found else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return self._tokens()
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "SELECT role, subject, name, token_hash FROM hub_tokens WHERE token_hash=?",
-                (token_hash,),
+                "UPDATE hub_tokens SET revoked_at=? WHERE token_id=? AND revoked_at IS NULL",
+                (_text(at), token_id),
             )
+
+    def touch_token(self, token_id: str, at: datetime, unless_after: datetime) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "UPDATE hub_tokens SET last_used_at=? WHERE token_id=? "
+                "AND (last_used_at IS NULL OR last_used_at <= ?)",
+                (_text(at), token_id, _text(unless_after)),
+            )
+
+    def tokens_version(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT version FROM hub_token_state WHERE id = 1")
             row = c.fetchone()
-        return (
-            None
-            if row is None
-            else TokenRecord(row["role"], row["subject"], row["name"], row["token_hash"])
-        )
+        return 0 if row is None else int(row["version"])
 
     def select_notification_rows(self, start: int, limit: int) -> list[NotificationRow]:
         """``select_notifications(start, limit)`` as ``NotificationRow`` tuples."""
