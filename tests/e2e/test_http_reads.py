@@ -186,3 +186,18 @@ def test_replay_for_an_agency_applies_the_disclosure_rule_of_that_moment(
     refused = hub_cli("replay", str(S4), "--agency", "jc-trier", env=env)
     assert refused.returncode != 0
     assert "forbidden" in refused.stderr.decode()
+
+
+def test_a_read_records_the_acting_user_from_the_token_or_header(
+    api: TestClient, tokens: Tokens, hub: Hub
+) -> None:
+    user_token = hub.tokens.issue_agency_token("jc-erzgebirge", user="fm-7")
+    get(api, f"/v1/cases/{S4}", {"Authorization": f"Bearer {user_token}"})
+    get(api, f"/v1/cases/{S4}", {**tokens.of("jc-erzgebirge"), "X-Hub-User": "fm-8"})
+
+    history = get(api, f"/v1/cases/{S4}/history", tokens.audit())
+    case_reads = [r for r in reads_in(history) if r["agency"] == "jc-erzgebirge"]
+    assert [(r["actor"], r["payload"]["user"]) for r in case_reads] == [
+        ("fm-7", "fm-7"),
+        ("fm-8", "fm-8"),
+    ]
