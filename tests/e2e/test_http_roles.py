@@ -537,6 +537,7 @@ def test_openapi_names_every_endpoint_and_the_bearer_scheme(api: TestClient) -> 
         ("/v1/agencies/{agency_id}/cases", "get"),
         ("/v1/cases/{case_id}", "get"),
         ("/v1/cases/{case_id}/history", "get"),
+        ("/v1/cases/{case_id}/subject-report", "get"),
         ("/v1/audit/verify", "get"),
         ("/v1/dashboard", "get"),
         ("/v1/schema/messages", "get"),

@@ -42,6 +42,7 @@ OPERATIONS = [
     ("GET", "/v1/agencies/{agency_id}/cases"),
     ("GET", "/v1/cases/{case_id}"),
     ("GET", "/v1/cases/{case_id}/history"),
+    ("GET", "/v1/cases/{case_id}/subject-report"),
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/dashboard"),
     ("GET", "/v1/schema/messages"),
