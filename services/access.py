@@ -4,7 +4,8 @@ Agencies read their own inbox and caseload, a case they are involved in (only
 the data ``projections.disclosure`` lets them see at the moment of reading) and
 their own part of its history (its personal payload fields by the same rule).
 Auditors read everything; each auditor read of a case or history,
-and each read that shows health data, is recorded in the case's history.
+and each read that shows health data, is recorded in the case's history. The
+participant's access report (``subject_report``) goes to the lead or an auditor.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
 from projections.dashboard import scoped_figures
 from projections.disclosure import withheld
-from services.application import HubApplication, MessageService
+from services.application import AgencyRegistry, HubApplication, MessageService
 from services.crypto import FieldCipher
-from services.errors import CaseNotFound, NotAllowed
+from services.errors import AgencyUnknown, CaseNotFound, NotAllowed
 from services.messages.privacy import PERSONAL_PATHS_BY_EVENT
-from services.replay import Axis, as_record, day_reads, replay_case
+from services.replay import Axis, as_record, case_reads, day_reads, replay_case
+from services.subject_report import build_report, read_entries
 from services.views.queries import ViewQueries
 from services.views.verify import verify_chain
 
@@ -250,6 +252,40 @@ class ReadService:
             agency == consent["source_agency"] or agency in consent["recipients"]
         )
 
+    def subject_report(self, principal: Principal, case_id: str) -> dict[str, Any]:
+        """The participant's access report (Art. 15 GDPR), for the case's current lead
+        or an auditor: everything the hub holds of the participant, decrypted (the
+        participant is owed all of it), every disclosure, read and consent. Built from
+        the event store, not the views; the request is itself recorded as a read
+        (scope ``subject-report``, the categories shown) and listed in the report."""
+        replayed = replay_case(self._app, UUID(case_id))
+        doc: Doc | None = None
+        for event in replayed["events"]:
+            doc = reduce_case(doc, as_record(case_id, event), in_place=True)
+        if doc is None:  # replay_case refuses a case without events; kept for the types
+            raise CaseNotFound(f"case {case_id} does not exist")
+        if not principal.is_auditor and principal.subject != doc["lead_agency"]:
+            self._involved(principal, doc)  # the case view's answer to an uninvolved agency
+            raise NotAllowed("only the case's lead agency or an auditor may read its access report")
+        registry = AgencyRegistry(self._app)
+        report = build_report(
+            case_id,
+            replayed["events"],
+            replayed["reads"],
+            agencies={a: _display_name(registry, a) for a in _agencies_in(replayed)},
+            produced_at=self._clock(),
+            produced_by={
+                "role": principal.role,
+                "agency": AUDITOR_AGENCY if principal.is_auditor else principal.subject,
+                "user": principal.acting,
+            },
+            reveal=self._cipher.reveal,
+        )
+        self._record_read(principal, case_id, "subject-report", report["categories_shown"])
+        # The reads again, now with this one: the report lists its own production.
+        report["reads"] = read_entries(replayed["events"], case_reads(self._app, UUID(case_id)))
+        return report
+
     def reads_of_day(self, principal: Principal, day: date) -> dict[str, Any]:
         """Auditors: the reads of inboxes, caseloads and dashboards on one UTC day
         (reads of a case are in that case's history)."""
@@ -277,6 +313,23 @@ class ReadService:
             self._queries.programmes_of(principal.subject),
             self._queries.case_ids_of(principal.subject),
         )
+
+
+def _agencies_in(replayed: dict[str, Any]) -> set[str]:
+    """Every agency a case's events and reads name (actors, recipients, sources)."""
+    found: set[str] = set()
+    for item in [*replayed["events"], *replayed["reads"]]:
+        payload = item["payload"]
+        named = [item["agency"], payload.get("to_agency"), payload.get("source_agency")]
+        found.update(a for a in [*named, *(payload.get("recipients") or [])] if a)
+    return found - {AUDITOR_AGENCY}
+
+
+def _display_name(registry: AgencyRegistry, agency_id: str) -> str:
+    try:
+        return registry.get(agency_id)["name"]
+    except AgencyUnknown:
+        return agency_id
 
 
 def _late(event: dict[str, Any], after: timedelta) -> bool:

@@ -572,6 +572,59 @@ def _confirm_erasure(case_id: UUID, yes: bool) -> None:
         raise _fail("not_confirmed", "nothing erased")
 
 
+@participant_app.command("report")
+def participant_report(
+    case_id: Annotated[UUID, typer.Argument(metavar="CASE_ID")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="json (default) or html (printable, German)")
+    ] = "json",
+    output: Annotated[
+        Path | None, typer.Option(help="write to this file (mode 0600) instead of stdout")
+    ] = None,
+    user: Annotated[
+        str, typer.Option(help="who produces it (recorded with the read)")
+    ] = "operator",
+) -> None:
+    """The participant's access report (Art. 15 GDPR): data held per category and
+    source, every disclosure, every recorded read, consents. Produced as an auditor;
+    recorded as a read of the case."""
+    import os
+
+    from services.access import Principal, ReadService
+    from services.subject_report import render_html
+
+    if output_format not in ("json", "html"):
+        raise _fail("invalid_value", "--format is json or html")
+    if not user.strip():
+        raise _fail("invalid_value", "--user names who produces the report")
+    with _hub() as hub:
+        reads = ReadService(
+            hub.app,
+            hub.queries,
+            hub.messages,
+            hub.view_store,
+            hub.cipher,
+            policy_book=hub.settings.policy_book,
+        )
+        report = reads.subject_report(Principal("auditor", user, user, user=user), str(case_id))
+    text = (
+        render_html(report)
+        if output_format == "html"
+        else json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    )
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    # Personal data in clear: readable by its owner only, as var/master.key is.
+    try:
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise _fail("output_unwritable", f"cannot write {output}: {error.strerror}") from None
+    typer.echo(f"wrote {output}")
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(
     name: Annotated[

@@ -81,6 +81,7 @@ PROTECTED = [
     ("GET", f"/v1/cases/{S2}"),
     ("GET", f"/v1/cases/{S2}/history"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/audit/reads?day=2026-01-01"),
     ("GET", "/v1/dashboard"),
 ]
 BAD_CREDENTIALS = {
@@ -537,7 +538,9 @@ def test_openapi_names_every_endpoint_and_the_bearer_scheme(api: TestClient) -> 
         ("/v1/agencies/{agency_id}/cases", "get"),
         ("/v1/cases/{case_id}", "get"),
         ("/v1/cases/{case_id}/history", "get"),
+        ("/v1/cases/{case_id}/subject-report", "get"),
         ("/v1/audit/verify", "get"),
+        ("/v1/audit/reads", "get"),
         ("/v1/dashboard", "get"),
         ("/v1/schema/messages", "get"),
         ("/healthz", "get"),
