@@ -24,7 +24,7 @@ from projections.dashboard import scoped_figures
 from projections.disclosure import withheld
 from services.application import AgencyRegistry, HubApplication, MessageService
 from services.crypto import FieldCipher
-from services.errors import AgencyUnknown, CaseNotFound, NotAllowed
+from services.errors import AgencyUnknown, CaseNotFound, NotAllowed, NotInvolved
 from services.messages.privacy import PERSONAL_PATHS_BY_EVENT
 from services.replay import Axis, as_record, case_reads, day_reads, replay_case
 from services.subject_report import build_report, read_entries
@@ -131,7 +131,7 @@ class ReadService:
     @staticmethod
     def _involved(principal: Principal, doc: Doc) -> None:
         if principal.subject not in involved_agencies(doc):
-            raise NotAllowed(f"agency {principal.subject} is not involved in this case")
+            raise NotInvolved(f"agency {principal.subject} is not involved in this case")
 
     def history(
         self, principal: Principal, case_id: str, as_of: datetime | None = None

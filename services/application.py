@@ -5,8 +5,9 @@ the first answer to an agency's ``message_id`` is stored as a receipt in the sam
 transaction as the events it caused, so a repeat, even after a restart, returns
 that answer with ``duplicate: true``; the same id with another body is refused
 (``message_id_reused``), and another agency's message with that id is its own.
-Optimistic-concurrency conflicts (two writers on one case) are retried with a
-fresh load.
+Writers of one case take turns inside a process (``CaseLocks``), so a
+concurrency conflict can only come from another process; those are retried with a
+fresh load. To an agency, a case it is not involved in answers as an unknown one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import json
 import random
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -26,7 +29,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from domain.agency import Agency, agency_aggregate_id
 from domain.case import Case
@@ -315,6 +318,31 @@ def _token_row(record: TokenRecord, now: datetime) -> dict[str, Any]:
     }
 
 
+class CaseLocks:
+    """One lock per case inside this process, striped: a fixed number of locks (memory
+    does not grow with the cases), two cases sharing a stripe merely wait for each
+    other. Holding a case's lock from load to save means writers in this process
+    never conflict; the optimistic retry remains for other processes. A writer
+    that waits longer than ``wait_seconds`` goes ahead optimistically rather than
+    hold a worker thread without bound."""
+
+    def __init__(self, stripes: int = 1024, wait_seconds: float = 10.0) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+        self._wait = wait_seconds
+
+    @contextmanager
+    def held(self, case_id: UUID) -> Iterator[None]:
+        lock = self._locks[case_id.int % len(self._locks)]
+        acquired = lock.acquire(timeout=self._wait)
+        if not acquired:
+            log.warning("case_lock_wait_exceeded", case_id=str(case_id), seconds=self._wait)
+        try:
+            yield
+        finally:
+            if acquired:
+                lock.release()
+
+
 class MessageService:
     """Records one handover message: validate, load the case, decide, save."""
 
@@ -338,12 +366,17 @@ class MessageService:
         self._retries = retries
         self._sleep = sleep
         self._clock = clock  # the hub's clock decides (rule 4); tests may set it
+        self._case_locks = CaseLocks()
 
     def record_raw(self, raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         """Parse (``MessageInvalid`` on bad input) and record."""
         return self.record(parse_message(raw))
 
     def record(self, message: Message, *, as_auditor: bool = False) -> dict[str, Any]:
+        with self._case_locks.held(message.case_id):
+            return self._record(message, as_auditor=as_auditor)
+
+    def _record(self, message: Message, *, as_auditor: bool) -> dict[str, Any]:
         bound = log.bind(
             message_id=str(message.message_id),
             case_id=str(message.case_id),
@@ -361,19 +394,14 @@ class MessageService:
             if duplicate is not None:
                 return duplicate
         for attempt in range(self._retries + 1):
+            case: Case | None = None
             try:
                 case, received = self._load_for(message, as_auditor=as_auditor)
                 # Encrypted once the case is known to exist, so unknown ids make no keys.
                 protected = protected or self._protect(message)
                 case = self._decide(case, protected, received, as_auditor=as_auditor)
             except (DomainError, AgencyUnknown, CaseNotFound, ParticipantErased) as refusal:
-                duplicate = self._duplicate(message, body_hash)
-                if duplicate is not None:
-                    return duplicate
-                bound.info("message_refused", code=refusal.code)
-                if isinstance(refusal, ParticipantErased):
-                    raise ParticipantDataErased(refusal.args[0]) from None
-                raise
+                return self._refused(refusal, case, message, body_hash, as_auditor=as_auditor)
             receipt = Receipt(
                 message_id=message.message_id,
                 case_id=message.case_id,
@@ -384,17 +412,24 @@ class MessageService:
                 body_hash=body_hash,
             )
             try:
-                if erasing:  # the key goes in the same transaction as the erasure event
-                    recordings = self._app.save(case, receipt=receipt, destroy_key=key_id)
-                else:
-                    recordings = self._app.save(case, receipt=receipt)
+                recordings = self._save(case, receipt, destroy_key=key_id if erasing else None)
             except IntegrityError:
+                # Either this message's receipt exists (a duplicate, perhaps sent at
+                # the same moment through another process) or another process wrote
+                # to the case first (a conflict: load again).
                 duplicate = self._duplicate(message, body_hash)
                 if duplicate is not None:
                     return duplicate
                 bound.debug("concurrency_conflict", attempt=attempt)
                 self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter
                 continue
+            except PersistenceError:
+                # Any other store failure, after the library's own retries: still a
+                # duplicate if the receipt is there; else the store's failure (a 500).
+                duplicate = self._duplicate_if_readable(message, body_hash)
+                if duplicate is not None:
+                    return duplicate
+                raise
             position = recordings[-1].notification.id if recordings else None
             result = {**replace(receipt, position=position).to_result(), "duplicate": False}
             bound.info("message_recorded", position=position)
@@ -408,6 +443,41 @@ class MessageService:
             f"case {message.case_id} kept changing; gave up after "
             f"{self._retries + 1} attempts, send the message again"
         )
+
+    def _refused(
+        self,
+        refusal: DomainError | AgencyUnknown | CaseNotFound | ParticipantErased,
+        case: Case | None,
+        message: Message,
+        body_hash: str,
+        *,
+        as_auditor: bool,
+    ) -> dict[str, Any]:
+        """The answer to a refused message: the first answer if it is a repeat (a
+        repeat is judged against the case as it is now), else the refusal raised."""
+        duplicate = self._duplicate(message, body_hash)
+        if duplicate is not None:
+            return duplicate
+        bound = log.bind(
+            message_id=str(message.message_id),
+            case_id=str(message.case_id),
+            message_type=message.type,
+            agency=message.agency,
+        )
+        if _hidden_from(case, message, as_auditor=as_auditor):
+            # Whatever the rule, an outsider learns only what an unknown id tells it
+            # (issue 13, finding 6); the log keeps the rule's code.
+            bound.info("message_refused", code=refusal.code, answered="case_not_found")
+            raise _unknown_case(message.case_id) from None
+        bound.info("message_refused", code=refusal.code)
+        if isinstance(refusal, ParticipantErased):
+            raise ParticipantDataErased(refusal.args[0]) from None
+        raise refusal
+
+    def _save(self, case: Case, receipt: Receipt, *, destroy_key: str | None) -> Any:
+        if destroy_key is not None:  # the key goes in the same transaction as the erasure
+            return self._app.save(case, receipt=receipt, destroy_key=destroy_key)
+        return self._app.save(case, receipt=receipt)
 
     def _protect(self, message: Message) -> Message:
         """Encrypt the fields marked ``Personal`` before they reach the domain and the store."""
@@ -487,7 +557,7 @@ class MessageService:
         received = commands.Received(at=self._clock(), kinds=kinds)
         case = self._load(message.case_id)
         if case is None and message.type != "case.opened":
-            raise CaseNotFound(f"case {message.case_id} does not exist")
+            raise _unknown_case(message.case_id)
         return case, received
 
     def _decide(
@@ -512,6 +582,13 @@ class MessageService:
             raise CaseNotFound(f"case {case_id} does not exist")
         return aggregate
 
+    def _duplicate_if_readable(self, message: Message, body_hash: str) -> dict[str, Any] | None:
+        """``_duplicate``, or None when the store cannot even be read."""
+        try:
+            return self._duplicate(message, body_hash)
+        except PersistenceError:
+            return None
+
     def _duplicate(self, message: Message, body_hash: str) -> dict[str, Any] | None:
         receipt = self._app.store.find_receipt(message.message_id, message.agency)
         if receipt is None:
@@ -530,6 +607,22 @@ class MessageService:
             case_id=str(receipt.case_id),
         )
         return {**receipt.to_result(), "duplicate": True}
+
+
+def _unknown_case(case_id: UUID) -> CaseNotFound:
+    return CaseNotFound(f"case {case_id} does not exist")
+
+
+def _hidden_from(case: Case | None, message: Message, *, as_auditor: bool) -> bool:
+    """Whether the sender must not learn that this case exists: an agency not involved
+    in it (rule 7), refused whatever the rule. Not for ``case.opened`` (an existing
+    id is refused as ``case_exists``: the opener chose the id), nor for auditors."""
+    return (
+        case is not None
+        and not as_auditor
+        and message.type != "case.opened"
+        and message.agency not in case.involved_agencies
+    )
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

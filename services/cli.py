@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from domain.errors import DomainError
 from domain.values import AgencyKind
+from services.api.limits import HttpLimits
 from services.bootstrap import Hub, StoreUnavailable, build_hub
 from services.crypto import CryptoError
 from services.errors import ServiceError
@@ -301,12 +302,22 @@ def serve(
     with_demo: Annotated[
         bool, typer.Option("--demo", help="load the five scenarios and print demo tokens first")
     ] = False,
+    max_header_bytes: Annotated[
+        int,
+        typer.Option(min=1024, help="request line and headers at most (else 431)"),
+    ] = HttpLimits.max_head_bytes,
+    read_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="seconds a client has for a request's head, and for its body"),
+    ] = HttpLimits.read_timeout,
 ) -> None:
     """HTTP API and dashboard (views kept current in-process)."""
     import uvicorn
 
     from services.api.app import create_app
+    from services.api.server import uvicorn_options
 
+    limits = HttpLimits(max_head_bytes=max_header_bytes, read_timeout=read_timeout)
     with _hub() as hub:
         if with_demo:
             _load_demo_and_print_tokens(hub, host, port)
@@ -316,14 +327,8 @@ def serve(
             _survive_reraised_signals()
         typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
         try:
-            uvicorn.run(
-                create_app(hub),
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
+            api = create_app(hub, limits=limits)
+            uvicorn.run(api, host=host, port=port, **uvicorn_options(api))
         finally:
             if background is not None:
                 background.stop()

@@ -36,6 +36,11 @@ class NotAllowed(ServiceError):
     code = "forbidden"
 
 
+class NotInvolved(NotAllowed):
+    """An agency asked for a case it has no part in; HTTP answers it as an unknown
+    case, so an outsider cannot tell which cases exist."""
+
+
 class MessageIdReused(ServiceError):
     """The agency already sent another message under this ``message_id`` (409)."""
 

@@ -107,19 +107,15 @@ def wait_until_up(
 
 @contextmanager
 def served(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread; yields its base URL; stops it afterwards."""
+    """Run ``app`` under uvicorn in a thread, with the options ``hub serve`` gives it
+    (the hub's protocol and limits); yields its base URL; stops it afterwards."""
     import uvicorn
 
+    from services.api.server import uvicorn_options
+
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
+    options = {**uvicorn_options(app), "timeout_graceful_shutdown": 2}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -138,28 +134,42 @@ class ServedProcess:
     process: subprocess.Popen
     tokens: dict[str, str]
     output: list[str]
+    stderr: Any = None  # the process's stderr so far (its log), as a temporary file
+
+    def logs(self) -> str:
+        """What the server wrote on stderr so far (JSON log lines)."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode("utf-8", "replace")
 
 
 TOKEN_LINE = re.compile(r"^\s+(?P<who>\S+)\s+(?P<token>\S{20,})\s*$")
 
 
 @contextmanager
-def hub_serve(database_url: str, var_dir: Path, *, demo: bool = True) -> Iterator[ServedProcess]:
-    """``hub serve [--demo]`` in its own process on a free port; demo tokens parsed from
-    what it prints. Stopped with SIGTERM (then SIGKILL) afterwards."""
+def hub_serve(
+    database_url: str,
+    var_dir: Path,
+    *,
+    demo: bool = True,
+    log_level: str = "WARNING",
+    extra_args: list[str] | None = None,
+) -> Iterator[ServedProcess]:
+    """``hub serve [--demo] [extra_args]`` in its own process on a free port; demo tokens
+    parsed from what it prints. Stopped with SIGTERM (then SIGKILL) afterwards."""
     port = free_port()
     env = {
         **os.environ,
         "HUB_DATABASE_URL": database_url,
         "HUB_VAR_DIR": str(var_dir),
         "HUB_LOG_FORMAT": "json",
-        "HUB_LOG_LEVEL": "WARNING",
+        "HUB_LOG_LEVEL": log_level,
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     }
     args = [sys.executable, "-m", "services.cli", "serve", "--port", str(port)]
     if demo:
         args.append("--demo")
+    args.extend(extra_args or [])
     errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         args,
@@ -185,7 +195,7 @@ def hub_serve(database_url: str, var_dir: Path, *, demo: bool = True) -> Iterato
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base_url, timeout=60, process=process, stderr=errors)
-        yield ServedProcess(base_url, process, tokens, output)
+        yield ServedProcess(base_url, process, tokens, output, errors)
     finally:
         process.terminate()
         try:

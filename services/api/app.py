@@ -18,6 +18,7 @@ from services.api import dashboard, messages, ops, reads, reports
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
+from services.api.limits import HttpLimits
 from services.api.metrics import ApiMetrics
 from services.api.middleware import RequestContext
 from services.api.openapi import install_openapi
@@ -31,10 +32,15 @@ ROUTERS = (messages, reads, reports, dashboard, ops)
 
 
 def create_app(
-    hub: Hub, *, read_your_writes_timeout: float = 2.0, start_views: bool = True
+    hub: Hub,
+    *,
+    read_your_writes_timeout: float = 2.0,
+    start_views: bool = True,
+    limits: HttpLimits | None = None,
 ) -> FastAPI:
     """The API over ``hub``. ``start_views``: run the live view runner in this process
-    (else each read-your-writes wait catches the views up itself)."""
+    (else each read-your-writes wait catches the views up itself). ``limits``: what a
+    client may send (the server's protocol takes them from here too, see ``server``)."""
     blocking = BlockingCalls()
     views = ReadYourWrites(
         hub.views,
@@ -57,6 +63,7 @@ def create_app(
         views=views,
         blocking=blocking,
         metrics=ApiMetrics(),
+        limits=limits or HttpLimits(),
     )
 
     @asynccontextmanager
@@ -75,6 +82,13 @@ def create_app(
         description="Agencies record handover messages and read their views; auditors "
         "read every case's history. Errors: {error: {code, message, details}}.",
         lifespan=lifespan,
+        # /docs and /redoc would load JavaScript from a CDN into the hub's origin,
+        # where tokens are typed; the schema stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+        # A trailing slash is a 404, not a 307 whose Location is built from the
+        # client's Host header.
+        redirect_slashes=False,
         # The routers' routes themselves, not ``include_router``: FastAPI 0.165 keeps
         # an included router as one more routing layer, about 300 more Python calls
         # per request on the event loop. (So no router-level options, and

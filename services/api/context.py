@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from services.access import ReadService
+from services.api.limits import HttpLimits
 from services.api.metrics import ApiMetrics
 from services.api.read_your_writes import ReadYourWrites
 from services.api.threads import BlockingCalls
@@ -25,6 +26,7 @@ class ApiContext:
     views: ReadYourWrites
     blocking: BlockingCalls
     metrics: ApiMetrics
+    limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 def api_of(request: Request) -> ApiContext:

@@ -1,4 +1,8 @@
-"""The dashboard's figures (``/v1/dashboard``) and the page that shows them."""
+"""The dashboard's figures (``/v1/dashboard``) and the page that shows them.
+
+The page's style and code are files of their own under ``/static/``: the page's
+Content-Security-Policy (``middleware``) allows no inline script or style.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from services.api.auth import Caller
 from services.api.context import api_of
 from services.api.errors import documented
 
 router = APIRouter()
-PAGE = Path(__file__).parent / "static" / "dashboard.html"
+STATIC = Path(__file__).parent / "static"
+PAGE = STATIC / "dashboard.html"
 
 
 @router.get("/v1/dashboard", responses=documented(401))
@@ -25,3 +30,13 @@ async def dashboard(caller: Caller, request: Request) -> dict[str, Any]:
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard_page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+@router.get("/static/dashboard.js", include_in_schema=False)
+async def dashboard_script() -> Response:
+    return Response((STATIC / "dashboard.js").read_bytes(), media_type="text/javascript")
+
+
+@router.get("/static/dashboard.css", include_in_schema=False)
+async def dashboard_style() -> Response:
+    return Response((STATIC / "dashboard.css").read_bytes(), media_type="text/css")

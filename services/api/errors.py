@@ -1,10 +1,13 @@
 """Every error answer is ``{"error": {"code", "message", "details"}}``: 401 no or bad
-token, 403 not this caller's, 404 unknown, 409 a rule refused, 413 too large, 422
-malformed, 429 too many bad tokens. Never a stack trace to a client (``middleware``
-answers what escapes)."""
+token, 403 not this caller's, 404 unknown (to an agency, also a case it is not
+involved in), 405 with ``Allow``, 408 too slow, 409 a rule refused, 413 too large,
+415 not JSON, 422 malformed, 429 too many bad tokens (431, 400 and a head's 408 come
+from ``server``). Never a stack trace to a client (``middleware`` answers what
+escapes)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,9 +38,11 @@ class ErrorBody(BaseModel):
 _MEANINGS = {
     401: "no or unknown bearer token",
     403: "not allowed for this caller",
-    404: "unknown case",
+    404: "unknown case (to an agency: also a case it is not involved in)",
+    408: "the body did not arrive within the read timeout",
     409: "a rule refused the message (code names the rule)",
     413: "message larger than 64 KiB",
+    415: "the body is not Content-Type: application/json",
     422: "malformed JSON, schema errors or invalid parameters (details name the field)",
     429: "too many bad tokens from this client: wait for Retry-After seconds",
 }
@@ -74,7 +79,11 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "details": details}},
@@ -114,7 +123,8 @@ async def _request_invalid(_: Request, error: RequestValidationError) -> JSONRes
 
 async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return error_response(error.status_code, code, str(error.detail))
+    # Starlette names the allowed methods of a 405 in ``Allow``: keep its headers.
+    return error_response(error.status_code, code, str(error.detail), headers=error.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

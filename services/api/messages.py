@@ -3,6 +3,7 @@ schema agencies validate against."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
@@ -37,7 +38,7 @@ class MessageResult(BaseModel):
     responses={
         200: {"model": MessageResult, "description": "duplicate: the first result"},
         202: {"model": MessageResult, "description": "recorded; the views still lag"},
-        **documented(401, 403, 404, 409, 413, 422),
+        **documented(401, 403, 404, 408, 409, 413, 415, 422),
     },
     openapi_extra={
         "security": BEARER_SECURITY,
@@ -53,7 +54,9 @@ async def post_message(request: Request) -> JSONResponse:
     api = api_of(request)
     # Authentication first, as the ``Caller`` dependency of the other routes does.
     caller = await api.auth.caller_of(request)
-    message = parse_message(await _read_limited(request, MAX_MESSAGE_BYTES))
+    _require_json(request)
+    body = await _read_limited(request, MAX_MESSAGE_BYTES, api.limits.read_timeout)
+    message = parse_message(body)
     result = await _record(api, caller, message)
     if result["duplicate"]:
         return JSONResponse(result, status_code=200)
@@ -67,18 +70,35 @@ async def schema() -> dict[str, Any]:
     return message_json_schema()
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+def _require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (parameters such as ``charset`` aside):
+    a form or a text the client did not mean as a message is not parsed as one."""
+    declared = request.headers.get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", "send a message as Content-Type: application/json"
+        )
+
+
+async def _read_limited(request: Request, limit: int, timeout: float) -> bytes:
     """The body, refused with 413 as soon as it is known to be larger than ``limit``:
     by its Content-Length, or while it streams (chunked uploads carry none, so the
-    header check alone does not bound memory)."""
+    header check alone does not bound memory); 408 when it has not all arrived
+    within ``timeout`` seconds."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request's body did not arrive within {timeout:g} s"
+        ) from None
     return bytes(body)
 
 

@@ -1,5 +1,5 @@
-"""Around every request: its id, its metrics and log line, and a JSON 500 without any
-trace for whatever no error handler caught."""
+"""Around every request: its id, its metrics and log line, the security headers, and
+a JSON 500 without any trace for whatever no error handler caught."""
 
 from __future__ import annotations
 
@@ -8,18 +8,44 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 
 from services.api.errors import error_response
 from services.api.metrics import ApiMetrics
 
 log = structlog.get_logger("hub.api")
 MAX_REQUEST_ID = 64
+# The status counted for a request whose client went away before it was answered
+# (nginx's "client closed request"): not the server's failure, so not a 5xx.
+CLIENT_CLOSED = 499
+
+# On every answer: no content sniffing (a JSON body is never run as a script).
+ALWAYS = ((b"x-content-type-options", b"nosniff"),)
+# On every HTML answer: the page's code only from the hub itself, no inline code, no
+# frames around it, no Referer leaving it (a token may sit in a demo link's query).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+HTML_ONLY = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode("ascii")),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+def _security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    for name, value in headers:
+        if name.lower() == b"content-type" and value.startswith(b"text/html"):
+            return [*ALWAYS, *HTML_ONLY]
+    return list(ALWAYS)
 
 
 class RequestContext:
     """Request id (``x-request-id``, echoed or made), Prometheus counts by route and
-    status, a structured log line per request; an unexpected error becomes a JSON
-    500 naming only the request id.
+    status, a structured log line per request, the security headers; an unexpected
+    error becomes a JSON 500 naming only the request id. A client that went away
+    while its body was read is logged and counted as such (499), not as a failure.
 
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a
     stream per request."""
@@ -48,14 +74,21 @@ class RequestContext:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
+                headers = list(message.get("headers", []))
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *headers,
+                    *_security_headers(headers),
                     (b"x-request-id", request_id.encode("ascii")),
                 ]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Nobody is left to answer; the body was never complete, nothing was done.
+            if not responded:
+                status = CLIENT_CLOSED
+            log.info("client_disconnected", method=scope["method"])
         except Exception:
             log.exception("request_failed", method=scope["method"])
             if not responded:

@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from pydantic import BeforeValidator
 
 from services.api.auth import Caller
 from services.api.context import api_of
 from services.api.errors import READ_ERRORS, ApiError, documented
+from services.errors import CaseNotFound, NotInvolved
 
 router = APIRouter()
 
 # Agency ids as the message schema defines them; anything else cannot name an agency.
 AGENCY_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 AgencyPath = Annotated[str, PathParam(pattern=AGENCY_ID_PATTERN, description="an agency id")]
+
+# A date and a time, as ISO 8601 writes them; pydantic alone would also take a bare
+# number as a Unix time (``as_of=1700000000``), which no auditor means.
+_ISO_8601_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601_only(value: object) -> object:
+    if isinstance(value, str) and _ISO_8601_DATE_TIME.match(value):
+        return value
+    raise ValueError(
+        "as_of is an ISO 8601 date and time with a timezone, e.g. 2026-12-01T00:00:00Z"
+    )
+
+
+AsOf = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_8601_only),
+    Query(description="ISO 8601 with timezone, e.g. 2026-12-01T00:00:00Z"),
+]
+
+
+async def unless_uninvolved(case_id: uuid.UUID, read: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """To an agency, a case it is not involved in answers as an unknown one (same
+    status, code and message: issue 13, finding 6); auditors see every case."""
+    try:
+        return await read
+    except NotInvolved:
+        raise CaseNotFound(f"case {case_id} does not exist") from None
 
 
 @router.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS)
@@ -43,7 +75,7 @@ async def caseload(
 @router.get("/v1/cases/{case_id}", responses=READ_ERRORS)
 async def case(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
     api = api_of(request)
-    return await api.blocking.run(api.reads.case, caller, str(case_id))
+    return await unless_uninvolved(case_id, api.blocking.run(api.reads.case, caller, str(case_id)))
 
 
 @router.get("/v1/cases/{case_id}/history", responses=READ_ERRORS)
@@ -51,7 +83,7 @@ async def history(
     case_id: uuid.UUID,
     caller: Caller,
     request: Request,
-    as_of: Annotated[datetime | None, Query(description="ISO 8601 with timezone")] = None,
+    as_of: AsOf = None,
 ) -> dict[str, Any]:
     api = api_of(request)
     if as_of is not None and as_of.tzinfo is None:
@@ -60,7 +92,9 @@ async def history(
     # view: let the view reach what is recorded now (e.g. the caller's own earlier
     # read), or those fields would be missing for the newest events.
     await api.views.reach_recorded()
-    return await api.blocking.run(api.reads.history, caller, str(case_id), as_of)
+    return await unless_uninvolved(
+        case_id, api.blocking.run(api.reads.history, caller, str(case_id), as_of)
+    )
 
 
 @router.get("/v1/audit/reads", responses=documented(401, 403))

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from services.api.auth import Caller
 from services.api.context import api_of
 from services.api.errors import READ_ERRORS
+from services.api.reads import unless_uninvolved
 from services.subject_report import render_html
 
 router = APIRouter()
@@ -40,7 +41,9 @@ async def subject_report(
 ) -> Response:
     """The case's current lead agency or an auditor; the request is recorded as a read."""
     api = api_of(request)
-    report: dict[str, Any] = await api.blocking.run(api.reads.subject_report, caller, str(case_id))
+    report: dict[str, Any] = await unless_uninvolved(
+        case_id, api.blocking.run(api.reads.subject_report, caller, str(case_id))
+    )
     if format == "html":
         # Off the event loop: a long case's page is tens of milliseconds of string work.
         page = await api.blocking.run(render_html, report)

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.errors import PipelineAborted
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -231,11 +233,53 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
             ).format(self._token_state)
         )
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's pipelined insert (eventsourcing 9.5), keeping the first error.
+
+        In a pipeline every statement after a failed one answers "pipeline aborted".
+        The library keeps the failure it meets inside the block, but when the
+        failed statement's answer has arrived early (as a repeated receipt's
+        unique violation usually does: it is the first statement), closing the
+        transaction and pipeline raises ``PipelineAborted`` for the rest and hides
+        it: an ``OperationalError`` the library retries, 0.2 s apart, and that the
+        service could not tell from a store failure. Here the first error wins, so a
+        repeated receipt or a concurrent write is an ``IntegrityError`` at once, as
+        on SQLite.
+        """
+        if self.datastore.enable_db_functions:  # not used by the hub: no side tables there
+            return super().insert_events(stored_events, **kwargs)
+        first_error: Exception | None = None
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline() as pipeline, conn.transaction():
+                    with conn.cursor() as curs:
+                        self._insert_events(curs, stored_events, **kwargs)
+                    if stored_events:
+                        with conn.cursor() as curs:
+                            try:
+                                self._insert_stored_events(curs, stored_events, **kwargs)
+                                pipeline.sync()
+                                notification_ids = self._fetch_ids_after_insert_events(
+                                    curs, stored_events, **kwargs
+                                )
+                            except Exception as error:  # raised once the pipeline is closed
+                                first_error = error
+            except PipelineAborted:
+                if first_error is None:
+                    raise
+            if first_error is not None:
+                raise first_error
+        return notification_ids
+
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        # Runs in the same pipelined transaction as the events' insert; a repeated
-        # message_id surfaces as an IntegrityError at the library's sync.
+        # Runs first in the same pipelined transaction as the events' insert; a
+        # repeated message_id is an IntegrityError (see ``insert_events``).
         super()._insert_events(curs, stored_events, **kwargs)
         destroy: str | None = kwargs.get("destroy_key")
         if destroy is not None:

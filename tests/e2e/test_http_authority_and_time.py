@@ -488,9 +488,10 @@ def test_an_agency_that_declined_its_only_handover_is_no_longer_involved(
         at=ago(3),
     )
 
+    # No longer involved: answered as for an unknown case (was 409 not_involved).
     agencies.refused(
-        409,
-        "not_involved",
+        404,
+        "case_not_found",
         COACH_TRIER,
         "employment.started",
         case_id,

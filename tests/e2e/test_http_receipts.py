@@ -85,9 +85,10 @@ def test_an_attacker_reusing_a_message_id_gets_none_of_the_first_answer(
     assert _post(api, tokens, victim).status_code == 201
     head = hub.app.recorder.max_notification_id()
 
-    # The clinic is not involved: refused by the rules, with nothing of the jobcenter's.
+    # The clinic is not involved: refused (as for an unknown case), with nothing of the
+    # jobcenter's.
     probe = _note(CLINIC, case_id, "x", message_id=victim["message_id"])
-    error = assert_error(_post(api, tokens, probe), 409, "not_involved")
+    error = assert_error(_post(api, tokens, probe), 404, "case_not_found")
     assert hub.app.recorder.max_notification_id() == head
     assert "duplicate" not in str(error)
 

@@ -41,8 +41,10 @@ def case_id(api: TestClient, tokens: Tokens) -> UUID:
 
 
 def _post(api: TestClient, tokens: Tokens, body: Any, **headers: str) -> Any:
+    """As an agency's client posts: raw bytes declared JSON unless ``headers`` say otherwise."""
     content = body if isinstance(body, bytes | str) else json.dumps(body)
-    return api.post("/v1/messages", content=content, headers={**tokens.of("jc-trier"), **headers})
+    sent = {**tokens.of("jc-trier"), "content-type": "application/json", **headers}
+    return api.post("/v1/messages", content=content, headers=sent)
 
 
 def _head(hub: Hub) -> int:
@@ -73,7 +75,8 @@ def test_chunked_body_over_64_kib_is_413_without_a_content_length(
         for i in range(0, len(body), 8192):
             yield body[i : i + 8192]
 
-    response = api.post("/v1/messages", content=chunks(), headers=tokens.of("jc-trier"))
+    headers = {**tokens.of("jc-trier"), "content-type": "application/json"}
+    response = api.post("/v1/messages", content=chunks(), headers=headers)
     assert "content-length" not in response.request.headers
     assert_error(response, 413, "too_large")
 
@@ -234,11 +237,6 @@ def test_rule_refusals_are_409_with_the_domain_code(
             offer("jc-trier", case_id, uuid4(), kind="assignment", to="nobody-here"),
         ),
         ("case_exists", "jc-trier", opened("jc-trier", case_id)),
-        (
-            "not_involved",
-            "hwk-ffo",
-            message("note.added", "hwk-ffo", case_id, {"text": "x", "category": "notes"}),
-        ),
     ]
     for code, agency, body in refusals:
         response = api.post("/v1/messages", json=body, headers=tokens.of(agency))
@@ -256,6 +254,17 @@ def test_a_closed_case_refuses_with_case_closed(
 
 def test_messages_for_an_unknown_case_are_404(api: TestClient, tokens: Tokens) -> None:
     assert_error(_post(api, tokens, _valid(uuid4())), 404, "case_not_found")
+
+
+def test_messages_to_a_case_the_sender_is_not_involved_in_are_404_as_for_an_unknown_one(
+    api: TestClient, hub: Hub, tokens: Tokens, case_id: UUID
+) -> None:
+    """Was 409 ``not_involved``, which told an outsider that the case exists (issue 13)."""
+    before = _head(hub)
+    note = message("note.added", "hwk-ffo", case_id, {"text": "x", "category": "notes"})
+    response = api.post("/v1/messages", json=note, headers=tokens.of("hwk-ffo"))
+    assert_error(response, 404, "case_not_found")
+    assert _head(hub) == before
 
 
 # ---- nasty inputs, all at once: no 5xx, no stack trace ---------------------------------------
@@ -323,9 +332,11 @@ def test_nasty_message_bodies_never_cause_a_500(
         assert_no_leak(response)
         if response.status_code >= 400:
             assert_error(response, response.status_code)
-    # Unicode in free text is fine and recorded; JSON sent as text/plain is still JSON.
+    # Unicode in free text is fine and recorded; JSON sent as text/plain is refused
+    # (issue 13: a POST must declare application/json), as are XML and forms.
     assert seen["unicode text"] == 201
-    assert seen["text/plain content type"] == 201
+    assert seen["text/plain content type"] == 415
+    assert seen["xml content type"] == seen["multipart"] == 415
     assert seen["unicode agency"] == 422
 
 

@@ -180,12 +180,14 @@ def test_agency_field_must_match_the_token(api: TestClient, hub: Hub, tokens: To
     assert _head(hub) == before
 
 
-def test_agency_not_involved_is_refused_by_the_rules(
+def test_agency_not_involved_is_answered_as_for_an_unknown_case(
     api: TestClient, hub: Hub, tokens: Tokens
 ) -> None:
+    """Refused by the rules; answered 404 ``case_not_found`` (was 409 ``not_involved``):
+    an outsider does not learn that the case exists (issue 13)."""
     before = _head(hub)
     response = api.post("/v1/messages", json=_note("hwk-ffo"), headers=tokens.of("hwk-ffo"))
-    assert_error(response, 409, "not_involved")
+    assert_error(response, 404, "case_not_found")
     assert _head(hub) == before
 
 
@@ -320,11 +322,12 @@ def test_involved_agencies_see_only_what_they_are_entitled_to(
 def test_agency_not_involved_may_not_read_the_case(
     api: TestClient, hub: Hub, tokens: Tokens
 ) -> None:
+    """404 as for an unknown case (was 403 ``forbidden``, an existence oracle)."""
     before = _head(hub)
     error = assert_error(
-        api.get(f"/v1/cases/{S4}", headers=tokens.of("jc-trier")), 403, "forbidden"
+        api.get(f"/v1/cases/{S4}", headers=tokens.of("jc-trier")), 404, "case_not_found"
     )
-    assert "not involved" in error["message"]
+    assert error["message"] == f"case {S4} does not exist"
     assert _head(hub) == before
 
 
@@ -415,8 +418,11 @@ def test_involved_agency_reads_only_its_part_of_the_history(
 
 
 def test_agency_not_involved_may_not_read_the_history(api: TestClient, tokens: Tokens) -> None:
+    """404 as for an unknown case (was 403 ``forbidden``)."""
     assert_error(
-        api.get(f"/v1/cases/{S4}/history", headers=tokens.of("coach-trier")), 403, "forbidden"
+        api.get(f"/v1/cases/{S4}/history", headers=tokens.of("coach-trier")),
+        404,
+        "case_not_found",
     )
 
 

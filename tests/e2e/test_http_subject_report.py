@@ -310,7 +310,7 @@ def test_only_the_lead_or_an_auditor_gets_the_report(
     outsider = api.get(path, headers=tokens.of("jc-trier"))
     case_view = api.get(f"/v1/cases/{S4}", headers=tokens.of("jc-trier"))
     assert (outsider.status_code, outsider.json()) == (case_view.status_code, case_view.json())
-    assert_error(outsider, 403, "forbidden")
+    assert_error(outsider, 404, "case_not_found")
     # No token, an unknown case, an unknown format.
     assert_error(api.get(path), 401, "unauthenticated")
     assert_error(

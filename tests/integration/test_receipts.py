@@ -19,10 +19,9 @@ from uuid import UUID
 
 import pytest
 
-from domain.errors import DomainError
 from services.bootstrap import Hub, build_hub
 from services.demo import AGENCIES
-from services.errors import MessageIdReused
+from services.errors import CaseNotFound, MessageIdReused
 from services.messages import parse_message
 from services.replay import replay_case
 from services.settings import Settings
@@ -108,10 +107,11 @@ def test_another_agencys_reuse_is_refused_on_its_own_merits(hub: Hub) -> None:
     # The clinic is not involved in the case: its note is refused, not a duplicate.
     intruder = _with_id(_note(CLINIC, case_id, "anything"), note["message_id"])
 
-    with pytest.raises(DomainError) as refused:
+    with pytest.raises(CaseNotFound) as refused:
         hub.messages.record_raw(intruder)
 
-    assert refused.value.code == "not_involved"
+    # Not involved: answered as for an unknown case (issue 13), not as a duplicate.
+    assert refused.value.code == "case_not_found"
     assert hub.app.recorder.max_notification_id() == head
     assert hub.app.store.find_receipt(UUID(note["message_id"]), CLINIC) is None
 
