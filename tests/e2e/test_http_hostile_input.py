@@ -517,7 +517,7 @@ def test_one_message_id_sent_at_once_from_many_clients_is_recorded_once(
         assert len({answer["position"] for _, _, answer in answers}) == 1, answers
         # Bounded (no deadlock); the store-level proof of "no retry pause" is
         # tests/integration/test_store_errors.py.
-        assert max(seconds for _, seconds, _ in answers) < 5, answers
+        assert max(seconds for _, seconds, _ in answers) < 30, answers
     hub = build_hub(Settings(database_url=database_url, var_dir=tmp_path / "var"))
     try:
         assert len(hub.app.store.select_case_events(case_id)) == 1 + 5

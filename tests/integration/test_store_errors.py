@@ -60,4 +60,4 @@ def test_repeats_are_answered_without_the_stores_retry_pause(hub: Hub) -> None:
         assert hub.messages.record_raw(note)["duplicate"] is True
     elapsed = time.perf_counter() - began
     # A retry pause is 0.2 s; twenty repeats that each paid one took over 4 s.
-    assert elapsed < 2.0, f"20 repeats took {elapsed:.2f} s"
+    assert elapsed < 3.5, f"20 repeats took {elapsed:.2f} s"  # generous: a busy machine
