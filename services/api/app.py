@@ -57,6 +57,7 @@ def create_app(
         views=views,
         blocking=blocking,
         metrics=ApiMetrics(),
+        registry=hub.registry,
     )
 
     @asynccontextmanager

@@ -11,7 +11,7 @@ from services.access import ReadService
 from services.api.metrics import ApiMetrics
 from services.api.read_your_writes import ReadYourWrites
 from services.api.threads import BlockingCalls
-from services.application import MessageService
+from services.application import AgencyRegistry, MessageService
 
 if TYPE_CHECKING:  # ``auth`` imports this module: its class is named for annotations only
     from services.api.auth import Authenticator
@@ -25,6 +25,7 @@ class ApiContext:
     views: ReadYourWrites
     blocking: BlockingCalls
     metrics: ApiMetrics
+    registry: AgencyRegistry | None = None  # display names for the dashboard
 
 
 def api_of(request: Request) -> ApiContext:
