@@ -292,29 +292,40 @@ def _assert_cards(page: Any, figures: dict[str, Any], lang: str) -> None:
         assert num(capacity) == sum(p["capacity"] for p in known)
 
 
+def _programme(figures: dict[str, Any], programme: str | None) -> list[str]:
+    """The programme's cell: without a column when one programme is chosen."""
+    return [] if figures["filter"]["programme"] else [programme or "–"]
+
+
 def _assert_site_tables(page: Any, figures: dict[str, Any], lang: str) -> None:
     num = lambda text: _number(text, lang)  # noqa: E731
+    shift = 0 if figures["filter"]["programme"] else 1  # cells before the site
+
+    def where(row: dict[str, Any]) -> list[str]:
+        return [*_programme(figures, row["programme"]), _site(row["site"], lang)]
+
     _, places = _table(page, "places-table")
     assert len(places) == len(figures["places"])
     for cells, place in zip(places, figures["places"], strict=True):
-        assert cells[:2] == [place["programme"], _site(place["site"], lang)]
-        assert num(cells[2]) == place["used"]
+        assert cells[: shift + 1] == where(place)
+        cells = cells[shift + 1 :]  # noqa: PLW2901
+        assert num(cells[0]) == place["used"]
         if place["capacity"] is None:
-            assert cells[3] == "–"
+            assert cells[1] == "–"
         else:  # no dash where the capacity file knows the site
-            assert num(cells[3]) == place["capacity"]
-            assert _share(cells[4], lang) == pytest.approx(
+            assert num(cells[1]) == place["capacity"]
+            assert _share(cells[2], lang) == pytest.approx(
                 place["used"] / place["capacity"], abs=0.0005
             )
 
     _, cases = _table(page, "cases-table")
     sites: dict[tuple[str, str], dict[str, int]] = {}
     for row in figures["cases_by_stage"]:
-        key = (row["programme"], _site(row["site"], lang))
+        key = tuple(where(row))
         sites.setdefault(key, {})[row["stage"]] = row["count"]
-    assert [tuple(c[:2]) for c in cases] == list(sites)
+    assert [tuple(c[: shift + 1]) for c in cases] == list(sites)
     for cells, counts in zip(cases, sites.values(), strict=True):
-        assert [num(c) for c in cells[2:]] == [
+        assert [num(c) for c in cells[shift + 1 :]] == [
             *(counts.get(s, 0) for s in STAGES),
             sum(counts.values()),
         ]
@@ -322,16 +333,17 @@ def _assert_site_tables(page: Any, figures: dict[str, Any], lang: str) -> None:
     _, shares = _table(page, "employed-table")
     assert len(shares) == len(figures["employed_within_12_months"])
     for cells, row in zip(shares, figures["employed_within_12_months"], strict=True):
-        assert cells[:2] == [row["programme"], _site(row["site"], lang)]
-        assert (num(cells[2]), num(cells[3])) == (row["assigned"], row["employed"])
-        assert _share(cells[4], lang) == pytest.approx(row["share"], abs=0.0005)
+        assert cells[: shift + 1] == where(row)
+        numbers = cells[shift + 1 :]
+        assert (num(numbers[0]), num(numbers[1])) == (row["assigned"], row["employed"])
+        assert _share(numbers[2], lang) == pytest.approx(row["share"], abs=0.0005)
 
     _, days = _table(page, "employment-days-table")
     assert len(days) == len(figures["assignment_to_employment"])
     for cells, row in zip(days, figures["assignment_to_employment"], strict=True):
-        assert cells[:2] == [row["programme"], _site(row["site"], lang)]
-        assert num(cells[2]) == row["count"]
-        assert num(cells[3]) == pytest.approx(row["median_days"], abs=0.05)
+        assert cells[: shift + 1] == where(row)
+        assert num(cells[shift + 1]) == row["count"]
+        assert num(cells[shift + 2]) == pytest.approx(row["median_days"], abs=0.05)
 
 
 def _assert_agency_tables(page: Any, figures: dict[str, Any], lang: str) -> None:
@@ -341,11 +353,17 @@ def _assert_agency_tables(page: Any, figures: dict[str, Any], lang: str) -> None
     _, handovers = _table(page, "handovers-table")
     pivot: dict[tuple[str, ...], dict[str, int]] = {}
     for row in figures["handovers_by_state"]:
-        key = (row["programme"], names[row["from_agency"]], names[row["to_agency"]])
-        pivot.setdefault((*key, kinds[row["kind"]]), {})[row["state"]] = row["count"]
-    assert [tuple(c[:4]) for c in handovers] == list(pivot)
+        key = (
+            *_programme(figures, row["programme"]),
+            names[row["from_agency"]],
+            names[row["to_agency"]],
+            kinds[row["kind"]],
+        )
+        pivot.setdefault(key, {})[row["state"]] = row["count"]
+    width = len(next(iter(pivot), ()))
+    assert [tuple(c[:width]) for c in handovers] == list(pivot)
     for cells, counts in zip(handovers, pivot.values(), strict=True):
-        assert [num(c) for c in cells[4:]] == [
+        assert [num(c) for c in cells[width:]] == [
             *(counts.get(s, 0) for s in STATES),
             sum(counts.values()),
         ]
@@ -380,16 +398,17 @@ def _assert_agency_tables(page: Any, figures: dict[str, Any], lang: str) -> None
     for cells, row in zip(late, figures["overdue_handovers"], strict=True):
         due = datetime.fromisoformat(row["due_at"]).astimezone(BERLIN)
         shown_due = due.strftime("%d.%m.%Y") if lang == "de" else f"{due.day} {due:%b %Y}"
-        assert cells[:6] == [
+        expected = [
             names[row["agency"]],
             names[row["from_agency"]],
             kinds[row["kind"]],
-            row["programme"],
+            *_programme(figures, row["programme"]),
             _site(row["site"], lang),
             shown_due,
         ]
-        assert num(cells[6]) == row["days_overdue"]
-        assert row["case_id"].startswith(cells[7])
+        assert cells[: len(expected)] == expected
+        assert num(cells[len(expected)]) == row["days_overdue"]
+        assert row["case_id"].startswith(cells[len(expected) + 1])
 
     _, rehab = _table(page, "rehab-table")
     assert [[c[0], num(c[1]), num(c[2])] for c in rehab] == [

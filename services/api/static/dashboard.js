@@ -192,7 +192,11 @@ function renderFilters() {
 
 // ---- tables: each kept as {columns, rows} for its CSV ----
 // A column: [text key, numeric?]. A cell: a string, or {text, csv, className, title}.
-function renderTable(name, testId, columns, rows) {
+function renderTable(name, testId, allColumns, allRows) {
+  // With one programme chosen its column says nothing (and costs a phone's width).
+  const drop = data.filter?.programme ? allColumns.findIndex(([key]) => key === "programme") : -1;
+  const columns = allColumns.filter((_, i) => i !== drop);
+  const rows = allRows.map((cells) => cells.filter((_, i) => i !== drop));
   tables[name] = { columns, rows };
   const table = document.querySelector(`[data-testid='${testId}']`);
   const head = document.createElement("thead");
