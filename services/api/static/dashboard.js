@@ -328,10 +328,11 @@ function render() {
     data.open_offers.map((r) => [agencyName(r.agency), number(r.open),
       { text: number(r.overdue), className: r.overdue > 0 ? "late" : "" }]));
   renderTable("overdue", "overdue-table",
-    [["agency"], ["from"], ["kind"], ["programme"], ["site"], ["dueSince"], ["daysOverdue", true], ["case"]],
-    data.overdue_handovers.map((h) => [agencyName(h.agency), agencyName(h.from_agency), label("kind", h.kind),
-      h.programme ?? "–", siteName(h.site), { text: date(h.due_at), title: dateTime(h.due_at) },
-      { text: number(h.days_overdue), className: "late" },
+    // Most overdue first, and what a phone shows first: how late, at whom, what.
+    [["daysOverdue", true], ["agency"], ["kind"], ["dueSince"], ["from"], ["programme"], ["site"], ["case"]],
+    data.overdue_handovers.map((h) => [{ text: number(h.days_overdue), className: "late" },
+      agencyName(h.agency), label("kind", h.kind), { text: date(h.due_at), title: dateTime(h.due_at) },
+      agencyName(h.from_agency), h.programme ?? "–", siteName(h.site),
       { text: h.case_id.slice(0, 8), csv: h.case_id, title: h.case_id }]));
   renderTable("rehab", "rehab-table", [["agency"], ["met", true], ["missed", true], ["metShare", true]],
     data.rehab_decisions.map((r) => [agencyName(r.agency), number(r.met),
