@@ -12,10 +12,11 @@ figures, at a reading moment and against a capacity plan.
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from projections.case_doc import Doc
@@ -32,6 +33,8 @@ OVERDUE_KEYS = (
     "site",
     "due_at",
 )
+NO_SITE = "-"  # the site part of a key for a case opened without a site
+DAY = timedelta(days=1)
 
 
 def empty_state() -> dict[str, Any]:
@@ -56,7 +59,7 @@ def _bump(counter: dict[str, int], key: str, by: int) -> None:
 
 
 def _site(doc: Doc) -> str:
-    return cast(str, doc["programme"]) + SEP + (doc["site"] or "-")
+    return cast(str, doc["programme"]) + SEP + (doc["site"] or NO_SITE)
 
 
 def _hours(start: str, end: str) -> float:
@@ -282,7 +285,10 @@ def dashboard_figures(
         ],
         "overdue_handovers": sorted(
             (
-                {k: row.get(k) for k in OVERDUE_KEYS}
+                {
+                    **{k: row.get(k) for k in OVERDUE_KEYS},
+                    "days_overdue": days_overdue(row["due_at"], now),
+                }
                 for row in offers
                 if datetime.fromisoformat(row["due_at"]) < now
             ),
@@ -292,7 +298,83 @@ def dashboard_figures(
             {"agency": agency, "met": met, "missed": missed}
             for agency, (met, missed) in sorted(state["rehab_decisions"].items())
         ],
+        "sites": programme_sites(state, capacity),
     }
+
+
+def days_overdue(due_at: str, now: datetime) -> int:
+    """The days a deadline has been passed, counting the day begun: one hour late is
+    the first day overdue."""
+    return math.ceil((now - datetime.fromisoformat(due_at)) / DAY)
+
+
+def programme_sites(
+    state: Mapping[str, Any], capacity: Mapping[str, Mapping[str, int]] | None = None
+) -> list[dict[str, str]]:
+    """Every (programme, site) the totals or the capacity plan know: what a
+    programme or site filter may choose from."""
+    keys = {k.rsplit(SEP, 1)[0] for k in state["cases_by_stage"]}
+    keys |= set(state["assigned"]) | set(state["places_used"])
+    keys |= {f"{p}{SEP}{s}" for p, per_site in (capacity or {}).items() for s in per_site}
+    return [
+        {"programme": programme, "site": site}
+        for programme, site in sorted(tuple(k.split(SEP)) for k in keys)
+    ]
+
+
+def figures_of_cases(
+    docs: Iterable[Doc],
+    open_offers: Iterable[Mapping[str, Any]],
+    now: datetime,
+    capacity: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict[str, Any]:
+    """The figures of these cases alone (one programme's, one site's): their totals
+    summed from each case's entries, as the stored totals are, so a part of the
+    cases gives exactly its part of the whole."""
+    state = empty_state()
+    apply_all_dashboard_ops(state, (dashboard_ops(None, doc)[1] for doc in docs))
+    return dashboard_figures(state, open_offers, now, capacity)
+
+
+def named_agencies(figures: Mapping[str, Any]) -> list[str]:
+    """Every agency id the figures name (to be shown by its display name)."""
+    named: set[str] = set()
+    for name, fields in (
+        ("handovers_by_state", ("from_agency", "to_agency")),
+        ("offer_to_accept", ("from_agency", "to_agency")),
+        ("open_offers", ("agency",)),
+        ("overdue_handovers", ("agency", "from_agency")),
+        ("rehab_decisions", ("agency",)),
+    ):
+        for row in figures.get(name, ()):
+            named.update(row[field] for field in fields if row.get(field))
+    return sorted(named)
+
+
+def accept_deadlines(
+    figures: Mapping[str, Any], accept_days: Callable[[str, str], int]
+) -> list[dict[str, Any]]:
+    """For each row of ``offer_to_accept``: the handover kinds accepted between that
+    pair (from ``handovers_by_state``) and the shortest accept deadline among them in
+    days, by ``accept_days(programme, kind)`` (the programme's policy): the line its
+    median and 90th percentile are read against."""
+    kinds: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for row in figures["handovers_by_state"]:
+        if row["state"] in {"accepted", "completed"}:  # what offer_to_accept samples
+            pair = (row["from_agency"], row["to_agency"])
+            kinds.setdefault(pair, set()).add((row["programme"], row["kind"]))
+    deadlines = []
+    for row in figures["offer_to_accept"]:
+        seen = kinds.get((row["from_agency"], row["to_agency"]), set())
+        deadlines.append(
+            {
+                "from_agency": row["from_agency"],
+                "to_agency": row["to_agency"],
+                "kinds": sorted({kind for _, kind in seen}),
+                "accept_days": min((accept_days(p, k) for p, k in seen), default=None),
+            }
+        )
+    return deadlines
 
 
 def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -320,6 +402,7 @@ _BY_PROGRAMME = (
     "assignment_to_employment",
     "employed_within_12_months",
     "places",
+    "sites",
 )
 
 
@@ -336,7 +419,7 @@ def scoped_figures(
     mine = set(own_cases)
     scoped: dict[str, Any] = dict(figures)
     for name in _BY_PROGRAMME:
-        scoped[name] = [row for row in figures[name] if row.get("programme") in wanted]
+        scoped[name] = [row for row in figures.get(name, ()) if row.get("programme") in wanted]
     agencies = {row["from_agency"] for row in scoped["handovers_by_state"]}
     agencies |= {row["to_agency"] for row in scoped["handovers_by_state"]}
     scoped["offer_to_accept"] = [

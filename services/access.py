@@ -17,10 +17,11 @@ from typing import Any
 from uuid import UUID
 
 from domain.policy import PolicyBook
+from domain.values import HandoverKind
 from projections.case_doc import Doc, reduce_case
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
-from projections.dashboard import scoped_figures
+from projections.dashboard import accept_deadlines, scoped_figures
 from projections.disclosure import withheld
 from services.application import AgencyRegistry, HubApplication, MessageService
 from services.crypto import FieldCipher
@@ -301,18 +302,26 @@ class ReadService:
         result = verify_chain(self._app.recorder, self._view_store)
         return result.to_dict()
 
-    def dashboard(self, principal: Principal) -> dict[str, Any]:
+    def dashboard(
+        self, principal: Principal, programme: str | None = None, site: str | None = None
+    ) -> dict[str, Any]:
         """Everything for an auditor (recorded); for an agency the figures of its
-        programmes and the overdue handovers of its own cases."""
-        figures = self._queries.dashboard(self._clock())
+        programmes and the overdue handovers of its own cases. ``programme``/``site``:
+        only that programme's or site's cases (within what the caller may see)."""
+        figures = self._queries.dashboard(self._clock(), programme=programme, site=site)
         if principal.is_auditor:
             self._record_read(principal, None, "dashboard", [])
-            return figures
-        return scoped_figures(
-            figures,
-            self._queries.programmes_of(principal.subject),
-            self._queries.case_ids_of(principal.subject),
-        )
+        else:
+            figures = scoped_figures(
+                figures,
+                self._queries.programmes_of(principal.subject),
+                self._queries.case_ids_of(principal.subject),
+            )
+        figures["offer_to_accept_deadlines"] = accept_deadlines(figures, self._accept_days)
+        return figures
+
+    def _accept_days(self, programme: str, kind: str) -> int:
+        return self._policy_book.for_programme(programme).handovers[HandoverKind(kind)].accept_days
 
 
 def _agencies_in(replayed: dict[str, Any]) -> set[str]:

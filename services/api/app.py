@@ -64,6 +64,7 @@ def create_app(
         blocking=blocking,
         metrics=ApiMetrics(),
         limits=limits or HttpLimits(),
+        registry=hub.registry,
     )
 
     @asynccontextmanager

@@ -12,7 +12,7 @@ from services.api.limits import HttpLimits
 from services.api.metrics import ApiMetrics
 from services.api.read_your_writes import ReadYourWrites
 from services.api.threads import BlockingCalls
-from services.application import MessageService
+from services.application import AgencyRegistry, MessageService
 
 if TYPE_CHECKING:  # ``auth`` imports this module: its class is named for annotations only
     from services.api.auth import Authenticator
@@ -27,6 +27,7 @@ class ApiContext:
     blocking: BlockingCalls
     metrics: ApiMetrics
     limits: HttpLimits = field(default_factory=HttpLimits)
+    registry: AgencyRegistry | None = None  # display names for the dashboard
 
 
 def api_of(request: Request) -> ApiContext:

@@ -1,30 +1,72 @@
 """The dashboard's figures (``/v1/dashboard``) and the page that shows them.
 
-The page's style and code are files of their own under ``/static/``: the page's
-Content-Security-Policy (``middleware``) allows no inline script or style.
+The page is static: ``dashboard.html`` with its script and style sheet beside it
+(no inline script or style, so a Content-Security-Policy of ``default-src 'self'``
+holds). It reads ``/v1/dashboard`` with the token typed into its form.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
+from projections.dashboard import named_agencies
+from services.access import Principal
 from services.api.auth import Caller
-from services.api.context import api_of
+from services.api.context import ApiContext, api_of
 from services.api.errors import documented
+from services.errors import AgencyUnknown
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
 PAGE = STATIC / "dashboard.html"
+# The page's files, each at its own path (no directory is served).
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard-icon.svg": "image/svg+xml",
+}
+Filter = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, description="only this programme's (site's) cases"),
+]
 
 
-@router.get("/v1/dashboard", responses=documented(401))
-async def dashboard(caller: Caller, request: Request) -> dict[str, Any]:
+@router.get("/v1/dashboard", responses=documented(401, 422))
+async def dashboard(
+    caller: Caller, request: Request, programme: Filter = None, site: Filter = None
+) -> dict[str, Any]:
+    """The figures (an agency: of the programmes it takes part in). ``programme`` and
+    ``site`` narrow them to those cases; ``site=-`` means cases opened without a site.
+    Beside the figures: ``filter``, ``sites`` (what may be chosen), ``agencies`` (id,
+    kind and display name of each agency named), ``offer_to_accept_deadlines``."""
     api = api_of(request)
-    return await api.blocking.run(api.reads.dashboard, caller)
+    return await api.blocking.run(_answer, api, caller, programme, site)
+
+
+def _answer(
+    api: ApiContext, caller: Principal, programme: str | None, site: str | None
+) -> dict[str, Any]:
+    figures = api.reads.dashboard(caller, programme, site)
+    figures["filter"] = {"programme": programme, "site": site}
+    figures["agencies"] = [_agency(api, agency) for agency in named_agencies(figures)]
+    return figures
+
+
+def _agency(api: ApiContext, agency_id: str) -> dict[str, Any]:
+    # Read each time: an agency may be renamed (a dozen registry reads per answer).
+    try:
+        found: dict[str, Any] = api.registry.get(agency_id) if api.registry else {}
+    except AgencyUnknown:  # named in a case but not in this registry
+        found = {}
+    return {
+        "agency_id": agency_id,
+        "kind": found.get("kind"),
+        "name": found.get("name") or agency_id,
+    }
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
@@ -32,11 +74,16 @@ async def dashboard_page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
-@router.get("/static/dashboard.js", include_in_schema=False)
-async def dashboard_script() -> Response:
-    return Response((STATIC / "dashboard.js").read_bytes(), media_type="text/javascript")
+def _asset_route(name: str, media_type: str) -> None:
+    path = STATIC / name
+
+    async def asset() -> FileResponse:
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    router.add_api_route(
+        f"/static/{name}", asset, methods=["GET"], include_in_schema=False, name=name
+    )
 
 
-@router.get("/static/dashboard.css", include_in_schema=False)
-async def dashboard_style() -> Response:
-    return Response((STATIC / "dashboard.css").read_bytes(), media_type="text/css")
+for _name, _type in ASSETS.items():
+    _asset_route(_name, _type)

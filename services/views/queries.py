@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from projections.case_view import case_view
-from projections.dashboard import dashboard_figures, empty_state
+from projections.dashboard import (
+    NO_SITE,
+    dashboard_figures,
+    empty_state,
+    figures_of_cases,
+    programme_sites,
+)
 from projections.inbox import with_overdue
 from services.errors import CaseNotFound
+
+OFFER_COLUMNS = "handover_id, case_id, agency, from_agency, kind, programme, site, due_at"
+DOC_PAGE = 500  # case documents read per query (within every database's parameter limit)
+
+
+def _where(programme: str | None, site: str | None, p: str) -> tuple[str, tuple[str, ...]]:
+    clauses, params = [], []
+    if programme is not None:
+        clauses.append(f"programme = {p}")
+        params.append(programme)
+    if site == NO_SITE:
+        clauses.append("site IS NULL")
+    elif site is not None:
+        clauses.append(f"site = {p}")
+        params.append(site)
+    return " AND ".join(clauses), tuple(params)
 
 
 class ViewQueries:
@@ -60,14 +82,43 @@ class ViewQueries:
             (case_id,),
         )
 
-    def dashboard(self, now: datetime) -> dict[str, Any]:
+    def dashboard(
+        self, now: datetime, *, programme: str | None = None, site: str | None = None
+    ) -> dict[str, Any]:
+        """The figures; with ``programme`` and/or ``site`` (``-``: cases without a
+        site), those of that programme's or site's cases alone."""
         rows = self._views.query("SELECT doc FROM view_dashboard WHERE name = 'totals'")
         state = json.loads(rows[0]["doc"]) if rows else empty_state()
-        offers = self._views.query(
-            "SELECT handover_id, case_id, agency, from_agency, kind, programme, site, due_at "
-            "FROM view_inbox"
-        )
-        return dashboard_figures(state, offers, now, self._capacity)
+        if programme is None and site is None:
+            offers = self._views.query(f"SELECT {OFFER_COLUMNS} FROM view_inbox")
+            return dashboard_figures(state, offers, now, self._capacity)
+        # The stored totals are kept per site or per agency pair, not both: a part is
+        # summed at read time from its cases' documents, by the same reducer.
+        where, params = _where(programme, site, self._p)
+        ids = [
+            row["case_id"]
+            for row in self._views.query(
+                f"SELECT DISTINCT case_id FROM view_caseload WHERE {where}", params
+            )
+        ]
+        offers = self._views.query(f"SELECT {OFFER_COLUMNS} FROM view_inbox WHERE {where}", params)
+        capacity = {
+            p: {s: n for s, n in per_site.items() if site is None or s == site}
+            for p, per_site in self._capacity.items()
+            if programme is None or p == programme
+        }
+        figures = figures_of_cases(self._case_docs(ids), offers, now, capacity)
+        figures["sites"] = programme_sites(state, self._capacity)  # the choices stay whole
+        return figures
+
+    def _case_docs(self, case_ids: list[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(case_ids), DOC_PAGE):
+            page = case_ids[start : start + DOC_PAGE]
+            marks = ", ".join([self._p] * len(page))
+            for row in self._views.query(
+                f"SELECT doc FROM view_case_docs WHERE case_id IN ({marks})", tuple(page)
+            ):
+                yield json.loads(row["doc"])
 
     def programmes_of(self, agency: str) -> list[str]:
         """The programmes of the cases ``agency`` is involved in."""
