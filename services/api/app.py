@@ -2,7 +2,7 @@
 auditors read everything, the dashboard page reads ``/v1/dashboard``.
 
 This module only assembles: the services a ``Hub`` holds, the routers
-(``messages``, ``reads``, ``dashboard``, ``ops``), authentication (``auth``), the
+(``messages``, ``reads``, ``dashboard``, ``ops``, ``pages``), authentication (``auth``), the
 error shape (``errors``) and what wraps every request (``middleware``).
 """
 
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.access import ReadService
-from services.api import dashboard, messages, ops, reads
+from services.api import dashboard, messages, ops, pages, reads
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
@@ -27,7 +27,7 @@ from services.bootstrap import Hub
 
 __all__ = ["ViewsWatch", "create_app"]
 
-ROUTERS = (messages, reads, dashboard, ops)
+ROUTERS = (messages, reads, dashboard, ops, pages)
 
 
 def create_app(
