@@ -244,7 +244,7 @@ function drawTimeline() {
     el("li", {}, badge("later", t("badge.later")), t("legend.later"))));
   const headers = [t("col.position"), t("col.event"), t("col.occurred"), t("col.recorded"), t("col.agency"),
                    t("col.actor"), t("col.basis"), t("col.details")];
-  const [node, body] = table(headers, { caption: t("timeline"), testid: "timeline" });
+  const [node, body] = table(headers, { caption: t("timeline"), testid: "timeline", hideCaption: true });
   fillTable(body, headers, shownNow.history.items.map((item) => {
     const read = item.type === "CaseRead";
     const later = isLater(item);

@@ -61,7 +61,7 @@ function draw() {
     : el("p", { class: "muted" }, t("participantNone")));
 
   const hHeaders = [t("kind"), t("from"), t("to"), t("stateCol"), t("categories"), t("offeredAt"), t("due"), t("actions")];
-  const [hTable, hBody] = table(hHeaders, { caption: t("handovers"), testid: "case-handovers" });
+  const [hTable, hBody] = table(hHeaders, { caption: t("handovers"), testid: "case-handovers", hideCaption: true });
   fillTable(hBody, hHeaders, v.handovers.map((h) => ({
     attrs: { "data-handover-id": h.handover_id, "data-state": h.state },
     cells: [label("kind", h.kind), names.name(h.from_agency), names.name(h.to_agency), label("state", h.state),
@@ -73,7 +73,7 @@ function draw() {
   $("handovers").replaceChildren(hTable);
 
   const nHeaders = [t("at"), t("author"), t("noteCategory"), t("noteText")];
-  const [nTable, nBody] = table(nHeaders, { caption: t("notes"), testid: "case-notes" });
+  const [nTable, nBody] = table(nHeaders, { caption: t("notes"), testid: "case-notes", hideCaption: true });
   fillTable(nBody, nHeaders, v.notes.map((n) => [moment(n.at), names.name(n.agency), label("category", n.category), shown(n.text)]));
   $("notes").replaceChildren(nTable);
 

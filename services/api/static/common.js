@@ -109,12 +109,12 @@ export function fillTable(tbody, headers, rows, emptyText) {
 }
 
 /** A table with a caption (or aria-label), a head and a body: returns [table, tbody]. */
-export function table(headers, { caption, testid, cards = true } = {}) {
+export function table(headers, { caption, testid, cards = true, hideCaption = false } = {}) {
   const tbody = el("tbody");
   const node = el(
     "table",
     { class: cards ? "cards" : null, "data-testid": testid },
-    caption ? el("caption", {}, caption) : null,
+    caption ? el("caption", { class: hideCaption ? "sr-only" : null }, caption) : null,
     el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
     tbody,
   );

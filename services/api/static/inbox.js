@@ -45,7 +45,7 @@ function stateOf(item) {
 
 function draw() {
   const inboxHeaders = [t("case"), t("kind"), t("from"), t("stateCol"), t("offeredAt"), t("due"), t("actions")];
-  const [inboxTable, inboxBody] = table(inboxHeaders, { caption: t("inbox"), testid: "inbox-table" });
+  const [inboxTable, inboxBody] = table(inboxHeaders, { caption: t("inbox"), testid: "inbox-table", hideCaption: true });
   fillTable(inboxBody, inboxHeaders, shownNow.inbox.items.map((item) => ({
     attrs: { "data-handover-id": item.handover_id, "data-overdue": String(item.overdue) },
     cells: [
@@ -66,7 +66,7 @@ function draw() {
   $("inbox-title").setAttribute("tabindex", "-1");
 
   const loadHeaders = [t("case"), t("programme"), t("site"), t("stage"), t("lead"), t("coach"), t("nextDue"), t("lastActivity")];
-  const [loadTable, loadBody] = table(loadHeaders, { caption: t("caseload"), testid: "caseload-table" });
+  const [loadTable, loadBody] = table(loadHeaders, { caption: t("caseload"), testid: "caseload-table", hideCaption: true });
   fillTable(loadBody, loadHeaders, shownNow.caseload.items.map((c) => ({
     attrs: { "data-case-id": c.case_id },
     cells: [caseLink(c.case_id), shown(c.programme), shown(c.site), label("stage", c.stage), names.name(c.lead_agency),
