@@ -10,26 +10,36 @@ participant's access report (``subject_report``) goes to the lead or an auditor.
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from domain.policy import PolicyBook
-from domain.values import HandoverKind
+from domain.case import Case
+from domain.case.consent import consent_valid
+from domain.errors import DomainError
+from domain.policy import DeadlinePolicy, PolicyBook
+from domain.reads import case_reads_id
+from domain.values import AgencyKind, HandoverKind
+from projections.audit import GENESIS, canonical, chain_hash
 from projections.case_doc import Doc, reduce_case
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
 from projections.dashboard import accept_deadlines, scoped_figures
 from projections.disclosure import withheld
 from services.application import AgencyRegistry, HubApplication, MessageService
+from services.commands import Received, apply_to_case
 from services.crypto import FieldCipher
 from services.errors import AgencyUnknown, CaseNotFound, NotAllowed, NotInvolved
+from services.messages import parse_message
 from services.messages.privacy import PERSONAL_PATHS_BY_EVENT
 from services.replay import Axis, as_record, case_reads, day_reads, replay_case
 from services.subject_report import build_report, read_entries
 from services.views.queries import ViewQueries
+from services.views.sql.schema import tracking_name
 from services.views.verify import verify_chain
 
 AUDITOR_AGENCY = "auditor"
@@ -323,6 +333,230 @@ class ReadService:
     def _accept_days(self, programme: str, kind: str) -> int:
         return self._policy_book.for_programme(programme).handovers[HandoverKind(kind)].accept_days
 
+    # ---- the pages' reads (issue 15): who is calling, the registry, the auditor's
+    # search, the replay with its consents in force, one case's chain check, and
+    # what an agency may do to its handovers ----
+
+    def me(self, principal: Principal) -> dict[str, Any]:
+        """Who the token speaks for: no personal data, not recorded."""
+        return {
+            "role": principal.role,
+            "agency_id": None if principal.is_auditor else principal.subject,
+            "name": principal.name,
+            "user": principal.user,
+        }
+
+    def agencies(self, principal: Principal) -> dict[str, Any]:
+        """The registry (id, kind, display name): any token, not recorded."""
+        cached: tuple[float, list[dict[str, str]]] | None = getattr(self, "_agency_list", None)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > AGENCY_LIST_SECONDS:
+            cached = (now, AgencyRegistry(self._app).all())
+            self._agency_list = cached
+        return {"items": [dict(a) for a in cached[1]]}
+
+    def search_cases(
+        self, principal: Principal, *, pseudonym: str | None = None, case_id: str | None = None
+    ) -> dict[str, Any]:
+        """Auditors: the cases with this pseudonym (case-insensitive, exact) or id.
+        Each case found records a read of it (scope ``search``); a search that finds
+        nothing is recorded in the day's read log with what was looked for."""
+        if not principal.is_auditor:
+            raise NotAllowed("only auditors search cases")
+        if case_id is not None:
+            try:
+                docs = [self._queries.case_doc(case_id)]
+            except CaseNotFound:
+                docs = []
+            looked_for = f"case:{case_id}"
+        else:
+            docs = self._queries.cases_with_pseudonym(pseudonym or "", limit=SEARCH_LIMIT)
+            looked_for = f"pseudonym:{pseudonym}"
+        items = [_case_summary(doc) for doc in docs]
+        for item in items:
+            self._record_read(principal, item["case_id"], "search", [])
+        if not items:
+            self._record_read(principal, None, "search", [], target=looked_for)
+        return {"items": items}
+
+    def replay_state(
+        self,
+        principal: Principal,
+        case_id: str,
+        as_of: datetime | None = None,
+        axis: Axis = "recorded",
+    ) -> dict[str, Any]:
+        """``replay`` (what ``hub replay --json`` prints; recorded as a read), each
+        consent of the state marked ``in_force`` at that moment by the aggregate's own
+        rule (``consent_valid``). An agency not involved at that moment is answered as
+        for an unknown case: the answer does not tell it the case exists."""
+        try:
+            result = self.replay(principal, case_id, as_of, axis)
+        except NotAllowed:
+            raise CaseNotFound(f"case {case_id} does not exist") from None
+        state = result["state"]
+        if state is not None:
+            moment = as_of or self._clock()
+            state["consents"] = [
+                {
+                    **c,
+                    "in_force": consent_valid(
+                        datetime.fromisoformat(c["valid_from"]),
+                        _moment(c["valid_until"]),
+                        _moment(c["revoked_at"]),
+                        moment,
+                    ),
+                }
+                for c in state["consents"]
+            ]
+        return result
+
+    def verify_case(self, principal: Principal, case_id: str) -> dict[str, Any]:
+        """Auditors: each audit entry of this case (its events and recorded reads)
+        recomputed from its stored event and the entry before it in the global chain,
+        and every stored event of the case present in the trail. The whole log's check
+        is ``verify``; the newest checkpoint of its head is returned beside. Recorded."""
+        if not principal.is_auditor:
+            raise NotAllowed("only auditors verify the audit trail")
+        self._queries.case_doc(case_id)  # an unknown case is 404
+        views = self._view_store
+        upto = views.max_tracking_id(tracking_name("audit")) or 0
+        trail = self._queries.audit_trail(case_id)
+        broken: tuple[int, str] | None = None
+        checked = 0
+        for row in trail:
+            position = row["position"]
+            found = self._app.recorder.select_notifications(position, 1)
+            if not found or found[0].id != position:
+                broken = (position, "audit entry without stored event")
+                break
+            before = self._queries.audit_hash_before(position)
+            stored = found[0]
+            recomputed = chain_hash(
+                before or GENESIS,
+                canonical(
+                    stored.id,
+                    stored.originator_id,
+                    stored.originator_version,
+                    stored.topic,
+                    stored.state,
+                ),
+            )
+            if recomputed != row["hash"]:
+                broken = (position, "stored event does not match its audit hash")
+                break
+            checked += 1
+        if broken is None:
+            in_trail = {row["position"] for row in trail}
+            stored_positions = {
+                r.position
+                for stream in (UUID(case_id), case_reads_id(UUID(case_id)))
+                for r in self._app.store.select_case_events(stream)
+                if r.position <= upto
+            }
+            missing = sorted(stored_positions - in_trail)
+            if missing:
+                broken = (missing[0], "no audit entry for this stored event")
+        checkpoint = self._queries.latest_checkpoint()
+        self._record_read(principal, case_id, "verify", [])
+        return {
+            "case_id": case_id,
+            "ok": broken is None,
+            "entries_checked": checked,
+            "first_broken_position": broken[0] if broken else None,
+            "reason": broken[1] if broken else None,
+            "checkpoint": checkpoint,
+        }
+
+    def handover_actions(self, principal: Principal, case_id: str) -> dict[str, Any]:
+        """What the calling agency may do now to each handover it receives in this
+        case: ``accept``, ``decline``, ``forward`` (with the agencies it may forward
+        to), ``complete`` and ``decide`` (a § 14 application's decision). Decided by
+        a dry run of each message on the case, so by the very rules that decide when
+        it is sent (never saved). An agency not involved is answered as for an unknown
+        case; auditors do not act."""
+        if principal.is_auditor:
+            raise NotAllowed("auditors do not act on handovers")
+        doc = self._queries.case_doc(case_id)
+        try:
+            self._involved(principal, doc)
+        except NotAllowed:
+            raise CaseNotFound(f"case {case_id} does not exist") from None
+        me = principal.subject
+        now = self._clock()
+        registry = self.agencies(principal)["items"]
+        kinds = {a["agency_id"]: AgencyKind(a["kind"]) for a in registry}
+        case: Case = self._app.repository.get(UUID(case_id))
+        policy = self._policy_book.for_programme(doc["programme"])
+        received = Received(at=now, kinds=kinds)
+
+        def allowed(type_: str, payload: dict[str, Any]) -> bool:
+            message = parse_message(
+                {
+                    "message_id": str(uuid4()),
+                    "type": type_,
+                    "agency": me,
+                    "case_id": case_id,
+                    "occurred_at": now.isoformat(),
+                    "actor": principal.acting,
+                    "payload": payload,
+                }
+            )
+            try:
+                apply_to_case(copy.deepcopy(case), message, self._policy_book, received)
+            except DomainError:
+                return False
+            return True
+
+        items = []
+        for h in doc["handovers"].values():
+            if h["to_agency"] != me:
+                continue
+            ref = {"handover_id": h["handover_id"]}
+            actions = [
+                verb
+                for verb, type_, payload in (
+                    ("accept", "handover.accepted", ref),
+                    ("decline", "handover.declined", {**ref, "reason": _ACTION_REASON}),
+                    ("complete", "handover.completed", ref),
+                    ("decide", "rehab.decided", {**ref, "outcome": "granted"}),
+                )
+                if allowed(type_, payload)
+            ]
+            targets = [
+                a["agency_id"]
+                for a in registry
+                if a["agency_id"] not in (me, h["from_agency"])
+                and kinds[a["agency_id"]] in _receiver_kinds(policy, h["kind"])
+                and allowed(
+                    "handover.forwarded",
+                    {
+                        **ref,
+                        "new_handover_id": str(uuid4()),
+                        "to_agency": a["agency_id"],
+                        "reason": _ACTION_REASON,
+                    },
+                )
+            ]
+            if targets:
+                actions.append("forward")
+            forward_until = (
+                policy.forward_due(datetime.fromisoformat(h["offered_at"])).isoformat()
+                if targets and h["kind"] == HandoverKind.REHAB_APPLICATION.value
+                else None
+            )
+            items.append(
+                {
+                    "handover_id": h["handover_id"],
+                    "kind": h["kind"],
+                    "state": h["state"],
+                    "actions": actions,
+                    "forward_to": targets,
+                    "forward_until": forward_until,
+                }
+            )
+        return {"case_id": case_id, "agency": me, "items": items}
+
 
 def _agencies_in(replayed: dict[str, Any]) -> set[str]:
     """Every agency a case's events and reads name (actors, recipients, sources)."""
@@ -346,3 +580,38 @@ def _late(event: dict[str, Any], after: timedelta) -> bool:
     if occurred is None:
         return False
     return datetime.fromisoformat(event["recorded_at"]) - datetime.fromisoformat(occurred) > after
+
+
+# ---- for the pages' reads ----
+
+AGENCY_LIST_SECONDS = 30.0  # agencies are only ever added: a short cache is exact enough
+SEARCH_LIMIT = 50
+_ACTION_REASON = "-"  # a dry run's reason: never recorded, never shown
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _case_summary(doc: Doc) -> dict[str, Any]:
+    """What the search lists of a case: no personal field, only the pseudonym."""
+    return {
+        "case_id": doc["case_id"],
+        "pseudonym": doc["participant"]["pseudonym"],
+        "programme": doc["programme"],
+        "site": doc["site"],
+        "stage": doc["stage"],
+        "outcome": doc["outcome"],
+        "lead_agency": doc["lead_agency"],
+        "opened_at": doc["opened_at"],
+        "closed_at": doc["closed_at"],
+        "erased": bool(doc["participant"].get("erased")),
+    }
+
+
+def _receiver_kinds(policy: DeadlinePolicy, kind: str) -> frozenset[AgencyKind]:
+    """Which kinds could receive a forwarded handover of ``kind``: only a first cut,
+    so the dry runs stay few; the dry run decides."""
+    if kind == HandoverKind.REHAB_APPLICATION.value:
+        return policy.roles.forward_to
+    return policy.roles.handovers[HandoverKind(kind)].receivers

@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Awaitable
 from datetime import date, datetime
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -119,3 +120,91 @@ async def audit_verify(caller: Caller, request: Request) -> dict[str, Any]:
     # not against an audit view that is still applying them.
     await api.views.reach_recorded()
     return await api.blocking.run(api.reads.verify, caller)
+
+
+# ---- for the pages (issue 15): who is calling, the registry, the auditor's search,
+# the replay, one case's chain check, what an agency may do to its handovers ----
+
+
+@router.get("/v1/me", responses=documented(401))
+async def me(caller: Caller, request: Request) -> dict[str, Any]:
+    """Who this token speaks for: role, agency id (none for auditors), display name,
+    user."""
+    return api_of(request).reads.me(caller)
+
+
+@router.get("/v1/agencies", responses=documented(401))
+async def agencies(caller: Caller, request: Request) -> dict[str, Any]:
+    """The agency registry: id, kind and display name of each (any token)."""
+    api = api_of(request)
+    return await api.blocking.run(api.reads.agencies, caller)
+
+
+@router.get("/v1/audit/cases", responses=documented(401, 403, 422))
+async def audit_cases(
+    caller: Caller,
+    request: Request,
+    pseudonym: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="the participant's pseudonym"),
+    ] = None,
+    case_id: Annotated[uuid.UUID | None, Query(description="a case id")] = None,
+) -> dict[str, Any]:
+    """Auditors: the cases with this pseudonym (exact, ignoring case) or id; each case
+    found records a read of it, a search that finds none a read in the day's log."""
+    api = api_of(request)
+    if not caller.is_auditor:
+        raise ApiError(403, "forbidden", "only auditors search cases")
+    if (pseudonym is None) == (case_id is None):
+        raise ApiError(422, "invalid_request", "give either pseudonym or case_id")
+    return await api.blocking.run(
+        partial(
+            api.reads.search_cases,
+            caller,
+            pseudonym=pseudonym,
+            case_id=str(case_id) if case_id else None,
+        )
+    )
+
+
+@router.get("/v1/cases/{case_id}/replay", responses=READ_ERRORS)
+async def replay(
+    case_id: uuid.UUID,
+    caller: Caller,
+    request: Request,
+    as_of: Annotated[datetime | None, Query(description="ISO 8601 with timezone")] = None,
+    axis: Annotated[
+        Literal["recorded", "occurred"],
+        Query(description="recorded: the hub's clock (default); occurred: the agencies'"),
+    ] = "recorded",
+) -> dict[str, Any]:
+    """``hub replay --json``: the events up to ``as_of`` and the case state they make,
+    each consent marked ``in_force`` then; for an agency its part, as the disclosure
+    rule of that moment allows. Recorded as a read."""
+    api = api_of(request)
+    if as_of is not None and as_of.tzinfo is None:
+        raise ApiError(422, "invalid_request", "as_of needs a timezone")
+    await api.views.reach_recorded()
+    return await api.blocking.run(api.reads.replay_state, caller, str(case_id), as_of, axis)
+
+
+@router.get("/v1/audit/cases/{case_id}/verify", responses=READ_ERRORS)
+async def audit_case_verify(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+    """Auditors: this case's audit entries recomputed from the stored events, with the
+    newest checkpoint of the whole chain. Recorded as a read."""
+    api = api_of(request)
+    if not caller.is_auditor:
+        raise ApiError(403, "forbidden", "only auditors verify the audit trail")
+    await api.views.reach_recorded()
+    return await api.blocking.run(api.reads.verify_case, caller, str(case_id))
+
+
+@router.get("/v1/cases/{case_id}/actions", responses=READ_ERRORS)
+async def handover_actions(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+    """An agency: what it may do now to each handover it receives in this case
+    (``accept``, ``decline``, ``forward`` with its possible receivers, ``complete``,
+    ``decide`` for a § 14 application),
+    by a dry run of each message under the rules that decide it."""
+    api = api_of(request)
+    await api.views.reach_recorded()
+    return await api.blocking.run(api.reads.handover_actions, caller, str(case_id))

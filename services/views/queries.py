@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from projections.case_view import case_view
 from projections.dashboard import (
     NO_SITE,
@@ -132,3 +134,36 @@ class ViewQueries:
             f"SELECT case_id FROM view_caseload WHERE agency = {self._p}", (agency,)
         )
         return [row["case_id"] for row in rows]
+
+    # ---- for the pages (issue 15) ----
+
+    def cases_with_pseudonym(self, pseudonym: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The case documents whose participant has this pseudonym (exact, ignoring
+        case). A scan of the documents for the pseudonym as stored in their JSON,
+        then an exact comparison: no column holds it."""
+        needle = '"pseudonym":' + orjson.dumps(pseudonym).decode()
+        pattern = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._views.query(
+            f"SELECT doc FROM view_case_docs WHERE lower(doc) LIKE lower({self._p}) "
+            "ESCAPE '\\' ORDER BY case_id",
+            (f"%{pattern}%",),
+        )
+        wanted = pseudonym.casefold()
+        docs = [json.loads(row["doc"]) for row in rows]
+        found = [d for d in docs if (d["participant"]["pseudonym"] or "").casefold() == wanted]
+        return found[:limit]
+
+    def audit_hash_before(self, position: int) -> str | None:
+        """The hash of the audit entry just before ``position`` in the global chain."""
+        rows = self._views.query(
+            f"SELECT hash FROM view_audit WHERE position < {self._p} "
+            "ORDER BY position DESC LIMIT 1",
+            (position,),
+        )
+        return rows[0]["hash"] if rows else None
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        rows = self._views.query(
+            "SELECT position, head_hash FROM view_audit_checkpoints ORDER BY position DESC LIMIT 1"
+        )
+        return dict(rows[0]) if rows else None
