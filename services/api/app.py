@@ -22,6 +22,7 @@ from services.api.metrics import ApiMetrics
 from services.api.middleware import RequestContext
 from services.api.openapi import install_openapi
 from services.api.read_your_writes import ReadYourWrites, ViewsWatch
+from services.api.readiness import readiness_for
 from services.api.threads import BlockingCalls
 from services.bootstrap import Hub
 
@@ -31,10 +32,15 @@ ROUTERS = (messages, reads, dashboard, ops)
 
 
 def create_app(
-    hub: Hub, *, read_your_writes_timeout: float = 2.0, start_views: bool = True
+    hub: Hub,
+    *,
+    read_your_writes_timeout: float = 2.0,
+    start_views: bool = True,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     """The API over ``hub``. ``start_views``: run the live view runner in this process
-    (else each read-your-writes wait catches the views up itself)."""
+    (else each read-your-writes wait catches the views up itself). ``metrics``: shared
+    with the relay and inbox ``hub serve`` runs beside it (a new set by default)."""
     blocking = BlockingCalls()
     views = ReadYourWrites(
         hub.views,
@@ -56,8 +62,9 @@ def create_app(
         messages=hub.messages,
         views=views,
         blocking=blocking,
-        metrics=ApiMetrics(),
+        metrics=metrics or ApiMetrics(),
     )
+    readiness = readiness_for(hub, views, blocking)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +74,7 @@ def create_app(
             yield
         finally:
             views.stop()
+            readiness.close()
             blocking.close()
 
     app = FastAPI(
@@ -82,6 +90,7 @@ def create_app(
         routes=[route for module in ROUTERS for route in module.router.routes],
     )
     app.state.api = api
+    app.state.readiness = readiness
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)

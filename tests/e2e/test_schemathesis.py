@@ -46,6 +46,7 @@ OPERATIONS = [
     ("GET", "/v1/dashboard"),
     ("GET", "/v1/schema/messages"),
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
 ]
 CHECKS = [
@@ -103,7 +104,7 @@ def _aim_at_real_data(case: schemathesis.Case, case_id: str) -> None:
 
 
 # Operations without any input (no parameters, body or token) have no invalid request.
-WITHOUT_INPUT = {"/v1/schema/messages", "/healthz", "/metrics"}
+WITHOUT_INPUT = {"/v1/schema/messages", "/healthz", "/readyz", "/metrics"}
 RUNS = [
     pytest.param(method, path, role, mode, id=f"{method} {path} {role} {mode}")
     for method, path in OPERATIONS
