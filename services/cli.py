@@ -433,13 +433,13 @@ MetricsPort = Annotated[
         "--metrics-port",
         min=0,
         max=65535,
-        help="serve Prometheus /metrics on this port; 0: off [default: HUB_METRICS_PORT, 0]",
+        help="serve Prometheus /metrics on this port, 0: off (default: HUB_METRICS_PORT, 0)",
     ),
 ]
 MetricsHost = Annotated[
     str | None,
     typer.Option(
-        "--metrics-host", help="address of /metrics [default: HUB_METRICS_HOST, 127.0.0.1]"
+        "--metrics-host", help="address of /metrics (default: HUB_METRICS_HOST, 127.0.0.1)"
     ),
 ]
 

@@ -386,3 +386,100 @@ def test_dead_letters_are_listed_without_content_and_replayed_idempotently(
     for done in (first, again, still, missing, bare, listed):
         assert "Traceback" not in done.stderr
         assert NOTE_TEXT not in done.stdout + done.stderr
+
+
+# ---- TLS ------------------------------------------------------------------------------
+
+
+@contextmanager
+def broker_behind_tls(folder: Path) -> Iterator[tuple[str, Path]]:
+    """Tansu (plaintext, loopback) behind a TLS-terminating proxy; it advertises the
+    proxy's address, so every connection a client makes speaks TLS. Yields the
+    bootstrap address and the CA file that verifies it."""
+    from bench.tansu import BrokerUnavailable, accepts_connections, tansu_binary
+    from tests.tcp_proxy import proxy_to
+    from tests.tls_certs import make_certificates
+
+    certificates = make_certificates(folder)
+    port = free_port()
+    try:
+        binary = tansu_binary()
+    except BrokerUnavailable as error:
+        pytest.skip(str(error))
+    with proxy_to("127.0.0.1", port, tls=certificates.server_context()) as proxy:
+        url = f"tcp://{proxy.address}"
+        log = (folder / "tansu.log").open("wb")
+        process = subprocess.Popen(  # our own binary, fixed arguments
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: accepts_connections(port), 20, "Tansu to listen")
+            yield proxy.address, certificates.ca_file
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            log.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_relay_inbox_and_dead_letters_speak_tls_and_verify_the_broker(
+    hub: Hub, settings: Settings, kafka_names: KafkaNames, tmp_path: Path
+) -> None:
+    from services.kafka.dlq import DeadLetterTopic
+    from services.kafka.relay import Relay
+    from tests.tls_certs import make_certificates
+
+    register_demo_agencies(hub.registry)
+    with broker_behind_tls(tmp_path / "tls") as (bootstrap, ca_file):
+        tls = kafka_settings(
+            settings,
+            bootstrap,
+            kafka_names,
+            kafka_security_protocol="SSL",
+            kafka_ssl_cafile=ca_file,
+        )
+        case_id = factories.new_id()
+        opened = factories.opened("jc-trier", case_id)
+        with running_inbox(hub, tls) as inbox:
+            producer = KafkaProducer(
+                bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=str(ca_file)
+            )
+            try:
+                send(producer, "jc-trier", json.dumps(opened).encode())
+                send(producer, "jc-trier", b"not json")
+            finally:
+                producer.close(timeout=10)
+            wait_until(
+                lambda: inbox.stats.recorded == 1 and inbox.stats.dead_lettered == 1,
+                40,
+                "the message recorded and the bad one dead-lettered, over TLS",
+            )
+        relay = Relay(hub, tls)
+        try:
+            assert relay.run_until_caught_up(timeout=30) == 1
+        finally:
+            relay.close()
+        assert [letter.code for letter in DeadLetterTopic(tls).read()] == ["malformed_json"]
+
+        # A broker whose certificate the configured CA did not sign is not talked to.
+        stranger = make_certificates(tmp_path / "other", name="other")
+        untrusting = tls.model_copy(update={"kafka_ssl_cafile": stranger.ca_file})
+        relay = Relay(hub, untrusting)
+        hub.messages.record_raw(json.dumps(note("jc-trier", case_id)).encode())
+        try:
+            with pytest.raises(TimeoutError):
+                relay.run_until_caught_up(timeout=5)
+        finally:
+            relay.close()
+        assert relay.published == 0
