@@ -99,14 +99,15 @@ def parse_letter(record: Any) -> DeadLetter:
         error = value["error"]
         source = dict(value["source"])
         code, message = str(error["code"]), str(error["message"])
-    except (ValueError, TypeError, KeyError, binascii.Error):
+        details = error.get("details")
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
         raise DeadLetterError(
             "dlq_record_invalid", f"{letter_id} is not a dead letter the inbox wrote"
         ) from None
     moment = None
     if isinstance(record.timestamp, int) and record.timestamp >= 0:
         moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-    return DeadLetter(letter_id, moment, code, message, error.get("details"), source, original)
+    return DeadLetter(letter_id, moment, code, message, details, source, original)
 
 
 def _default_consumer(settings: Settings) -> KafkaConsumer:
@@ -141,7 +142,7 @@ class DeadLetterTopic:
         return [TopicPartition(self.topic, p) for p in sorted(found)]
 
     def read(self, since: datetime | None = None) -> list[DeadLetter]:
-        """Every dead letter (at or after ``since``), oldest first per partition."""
+        """Every dead letter (written at or after ``since``), oldest first."""
         consumer = self._consumer_factory(self.settings)
         try:
             tps = self.partitions(consumer)
@@ -161,7 +162,8 @@ class DeadLetterTopic:
                 continue
             if since is None or (letter.time is not None and letter.time >= since):
                 letters.append(letter)
-        return sorted(letters, key=lambda letter: (letter.time or datetime.min, letter.id))
+        never = datetime.min.replace(tzinfo=UTC)
+        return sorted(letters, key=lambda letter: (letter.time or never, letter.id))
 
     def fetch(self, texts: Iterable[str]) -> list[DeadLetter]:
         """The dead letters named ``PARTITION:OFFSET`` (each once, in the order given);
@@ -241,6 +243,10 @@ def replay(letters: Iterable[DeadLetter], inbox: Inbox) -> list[Replayed]:
             except RetryLater as error:
                 outcome = Outcome(
                     "failed", RetryLater.code, f"try again later ({error_type(error)})"
+                )
+            except Exception as error:  # as the consumer does: named by type, not text
+                outcome = Outcome(
+                    "failed", "internal_error", f"the hub failed on it ({type(error).__name__})"
                 )
         log.info(
             "dlq_replayed",
