@@ -35,11 +35,16 @@ token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 participant_app = typer.Typer(help="A participant's personal data.", no_args_is_help=True)
 projections_app = typer.Typer(help="Views built from the events.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The inbox's dead letters (HUB_KAFKA_DLQ_TOPIC): list them, send them through again.",
+    no_args_is_help=True,
+)
 app.add_typer(agency_app, name="agency")
 app.add_typer(token_app, name="token")
 app.add_typer(projections_app, name="projections")
 app.add_typer(participant_app, name="participant")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dlq_app, name="dlq")
 
 
 def _fail(code: str, message: str, exit_code: int = 1) -> typer.Exit:
@@ -315,6 +320,7 @@ def serve(
     import uvicorn
 
     from services.api.app import create_app
+    from services.api.metrics import ApiMetrics
     from services.api.server import uvicorn_options
 
     limits = HttpLimits(max_head_bytes=max_header_bytes, read_timeout=read_timeout)
@@ -322,19 +328,20 @@ def serve(
         if with_demo:
             _load_demo_and_print_tokens(hub, host, port)
         hub.views.catch_up()
-        background = _start_kafka_in_process(hub)
+        metrics = ApiMetrics()  # the API's /metrics counts the in-process relay and inbox too
+        background = _start_kafka_in_process(hub, metrics)
         if background is None:
             _survive_reraised_signals()
         typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
         try:
-            api = create_app(hub, limits=limits)
+            api = create_app(hub, limits=limits, metrics=metrics)
             uvicorn.run(api, host=host, port=port, **uvicorn_options(api))
         finally:
             if background is not None:
                 background.stop()
 
 
-def _start_kafka_in_process(hub: Hub) -> Any:
+def _start_kafka_in_process(hub: Hub, metrics: Any) -> Any:
     """Relay and inbox as threads of ``hub serve`` (HUB_SERVE_KAFKA=false: run them apart)."""
     if not hub.settings.kafka_bootstrap or not hub.settings.serve_kafka:
         return None
@@ -342,7 +349,7 @@ def _start_kafka_in_process(hub: Hub) -> Any:
 
     from services.kafka import start_background
 
-    background = start_background(hub)
+    background = start_background(hub, metrics)
     if background is not None:
         # uvicorn restores these handlers after its graceful shutdown and then
         # re-raises the signal: it should stop relay and inbox, not end the process.
@@ -698,37 +705,199 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="serve Prometheus /metrics on this port, 0: off (default: HUB_METRICS_PORT, 0)",
+    ),
+]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-host", help="address of /metrics (default: HUB_METRICS_HOST, 127.0.0.1)"
+    ),
+]
+
+
 @app.command()
-def relay() -> None:
+def relay(metrics_port: MetricsPort = None, metrics_host: MetricsHost = None) -> None:
     """Publish every recorded case event to Kafka (hub.events.v1) until SIGTERM/SIGINT."""
     from services.kafka.relay import Relay
 
     with _hub() as hub:
         _require_kafka(hub)
-        _run_until_signal(Relay(hub).run)
+        metrics = _process_metrics(hub)
+        runner = Relay(hub, metrics=metrics)
+        with _metrics_served(hub.settings, metrics, metrics_host, metrics_port):
+            _run_until_signal(runner.run)
 
 
 @app.command()
-def inbox() -> None:
+def inbox(metrics_port: MetricsPort = None, metrics_host: MetricsHost = None) -> None:
     """Record agency messages from Kafka (hub.inbox.<agency>) until SIGTERM/SIGINT."""
     from services.kafka.inbox import Inbox
 
     with _hub() as hub:
         _require_kafka(hub)
-        _run_until_signal(Inbox(hub).run)
+        metrics = _process_metrics(hub)
+        runner = Inbox(hub, metrics=metrics)
+        with _metrics_served(hub.settings, metrics, metrics_host, metrics_port):
+            _run_until_signal(runner.run)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(ctx: typer.Context) -> None:
+def worker(
+    ctx: typer.Context, metrics_port: MetricsPort = None, metrics_host: MetricsHost = None
+) -> None:
     """The faust-streaming dashboard worker on hub.events.v1 (extra args go to faust,
     e.g. ``hub worker -l info``); figures at http://127.0.0.1:$HUB_WORKER_WEB_PORT/dashboard."""
-    from services.worker import build_worker
+    from services.worker import WorkerMetrics, build_worker
 
     settings = Settings()
     if not settings.kafka_bootstrap:
         raise _fail("kafka_not_configured", "set HUB_KAFKA_BOOTSTRAP=host:port to use Kafka")
+    metrics = WorkerMetrics()
     sys.argv = ["hub", "worker", *(ctx.args or ["-l", "info"])]  # faust reads its own argv
-    build_worker(settings).main()
+    with _metrics_served(settings, metrics, metrics_host, metrics_port):
+        build_worker(settings, metrics).main()
+
+
+def _process_metrics(hub: Hub) -> Any:
+    """The metrics of ``hub relay`` / ``hub inbox``: theirs, and the views' lag."""
+    from services.metrics import HubMetrics
+
+    metrics = HubMetrics()
+
+    def view_lags() -> dict[str, int]:
+        head = hub.app.recorder.max_notification_id() or 0
+        return {view: head - position for view, position in hub.views.positions().items()}
+
+    metrics.watch_views(view_lags)
+    return metrics
+
+
+@contextmanager
+def _metrics_served(
+    settings: Settings, metrics: Any, host: str | None, port: int | None
+) -> Iterator[None]:
+    from services.metrics import MetricsUnavailable, serve_metrics
+
+    try:
+        server = serve_metrics(
+            metrics,
+            host if host is not None else settings.metrics_host,
+            port if port is not None else settings.metrics_port,
+        )
+    except MetricsUnavailable as error:
+        raise _fail(error.code, str(error)) from None
+    if server is not None:
+        typer.echo(f"metrics on http://{server.host}:{server.port}/metrics", err=True)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.close()
+
+
+@dlq_app.command("list")
+def dlq_list(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="only those written at or after this ISO 8601 moment"),
+    ] = None,
+    show: Annotated[
+        bool,
+        typer.Option(
+            "--show",
+            help="also print each record's details and original bytes (the agency's "
+            "message: it may hold personal data)",
+        ),
+    ] = False,
+) -> None:
+    """Dead letters, oldest first: id (PARTITION:OFFSET), time, code, size in bytes,
+    source record and the refusal's message. No message content unless --show."""
+    from services.kafka.dlq import DeadLetterTopic
+
+    moment = _parse_since(since) if since is not None else None
+    settings = _kafka_settings()
+    with _dlq_errors():
+        letters = DeadLetterTopic(settings).read(since=moment)
+    for letter in letters:
+        moment_text = letter.time.isoformat(timespec="seconds") if letter.time else "-"
+        typer.echo(
+            f"{letter.id}\t{moment_text}\t{letter.code}\t{len(letter.original)}\t"
+            f"{letter.source_text}\t{letter.message}"
+        )
+        if show:
+            if letter.details:
+                typer.echo(f"  details: {json.dumps(letter.details, ensure_ascii=False)}")
+            typer.echo(f"  original: {letter.original.decode('utf-8', 'backslashreplace')}")
+    typer.echo(f"{len(letters)} dead letters in {settings.kafka_dlq_topic}", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID...", help="PARTITION:OFFSET, as `hub dlq list` prints"),
+    ],
+) -> None:
+    """Send dead letters' original bytes through the inbox path again (idempotent: what
+    was recorded meanwhile is a duplicate). Exit 1 when one was refused again."""
+    from services.kafka.dlq import DeadLetterTopic, replay
+    from services.kafka.inbox import Inbox
+
+    settings = _kafka_settings()
+    with _dlq_errors():
+        letters = DeadLetterTopic(settings).fetch(ids)
+    failed = 0
+    with _hub() as hub:
+        for done in replay(letters, Inbox(hub)):
+            outcome = done.outcome
+            if outcome.kind in ("recorded", "duplicate"):
+                typer.echo(f"{done.letter.id}\t{outcome.kind}\tposition {outcome.position}")
+            else:
+                failed += 1
+                typer.echo(f"{done.letter.id}\t{outcome.kind}\t[{outcome.code}] {outcome.message}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail("invalid_value", "--since is an ISO 8601 moment") from None
+    if moment.tzinfo is None:
+        raise _fail("invalid_value", "--since needs a timezone, e.g. 2026-03-01T00:00:00+01:00")
+    return moment
+
+
+def _kafka_settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.kafka_bootstrap:
+        raise _fail("kafka_not_configured", "set HUB_KAFKA_BOOTSTRAP=host:port to use Kafka")
+    return settings
+
+
+@contextmanager
+def _dlq_errors() -> Iterator[None]:
+    from kafka.errors import KafkaError
+
+    from services.kafka.dlq import DeadLetterError
+
+    try:
+        yield
+    except DeadLetterError as error:
+        raise _fail(error.code, error.message) from None
+    except KafkaError as error:
+        raise _fail(
+            "kafka_unavailable", f"cannot read the dead letters ({type(error).__name__})"
+        ) from None
 
 
 def _require_kafka(hub: Hub) -> None:

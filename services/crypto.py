@@ -147,6 +147,11 @@ class FieldCipher:
                 "nothing was decrypted or changed"
             ) from None
 
+    def verify_master_key(self) -> None:
+        """Raises ``MasterKeyMismatch`` unless the key in memory still opens the store's
+        check value (readiness: a store restored from elsewhere under a running hub)."""
+        self._check_master_key()
+
     # ---- keys ----------------------------------------------------------------
 
     def _wrap(self, key_id: str, key: bytes) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.policy import PolicyBook
@@ -29,7 +29,11 @@ class ConfigurationError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting must not echo the others' values (the
+    # Kafka password, the master key, a database URL with its password).
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Literal["development", "production"] = Field(
         "development",
@@ -63,6 +67,42 @@ class Settings(BaseSettings):
         6066, ge=1, le=65535, description="loopback port of the faust worker's web view"
     )
     kafka_retry_max_s: float = Field(30.0, gt=0, description="cap of the retry backoff")
+    # How the hub's Kafka clients (relay, inbox, admin, faust worker) reach the
+    # brokers. PLAINTEXT only on a network nobody else shares.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="with SASL_*")
+    kafka_sasl_password: SecretStr | None = Field(None, description="with SASL_* (a secret)")
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="with SSL / SASL_SSL: CA bundle (PEM) to verify the brokers; "
+        "default: the system's",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="with SSL / SASL_SSL: client certificate (PEM), for mutual TLS"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="with SSL / SASL_SSL: the client certificate's key (PEM)"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="with SSL / SASL_SSL: the broker's certificate must name its host"
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="hub relay / inbox / worker serve /metrics here (0: off)"
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="address of that /metrics (0.0.0.0 for a scraper in the cluster)"
+    )
+    ready_max_view_lag: int = Field(
+        1000, ge=0, description="/readyz fails while a view is more events behind than this"
+    )
+    ready_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="/readyz answers a check not done by then as failed"
+    )
     serve_kafka: bool = Field(
         True, description="hub serve also runs the relay and inbox when Kafka is configured"
     )
@@ -119,6 +159,31 @@ class Settings(BaseSettings):
         if level.lower() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level.upper()
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        """Half a TLS or SASL configuration would fall back to less security, or fail
+        only at the first connection: refuse it at start, naming the setting."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+                if not getattr(self, name):
+                    raise ValueError(f"HUB_{name.upper()} is required with {protocol}")
+        else:
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"HUB_{name.upper()} is set but HUB_KAFKA_SECURITY_PROTOCOL is {protocol}"
+                    )
+        if not protocol.endswith("SSL"):
+            for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"HUB_{name.upper()} is set but HUB_KAFKA_SECURITY_PROTOCOL is {protocol}"
+                    )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("HUB_KAFKA_SSL_CERTFILE and HUB_KAFKA_SSL_KEYFILE go together")
+        return self
 
     @property
     def effective_database_url(self) -> str:

@@ -24,6 +24,7 @@ from services.api.metrics import ApiMetrics
 from services.api.middleware import RequestContext
 from services.api.openapi import install_openapi
 from services.api.read_your_writes import ReadYourWrites, ViewsWatch
+from services.api.readiness import readiness_for
 from services.api.threads import BlockingCalls
 from services.bootstrap import Hub
 
@@ -38,10 +39,13 @@ def create_app(
     read_your_writes_timeout: float = 2.0,
     start_views: bool = True,
     limits: HttpLimits | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     """The API over ``hub``. ``start_views``: run the live view runner in this process
     (else each read-your-writes wait catches the views up itself). ``limits``: what a
-    client may send (the server's protocol takes them from here too, see ``server``)."""
+    client may send (the server's protocol takes them from here too, see ``server``).
+    ``metrics``: shared with the relay and inbox ``hub serve`` runs beside it (a new
+    set by default)."""
     blocking = BlockingCalls()
     views = ReadYourWrites(
         hub.views,
@@ -63,10 +67,11 @@ def create_app(
         messages=hub.messages,
         views=views,
         blocking=blocking,
-        metrics=ApiMetrics(),
+        metrics=metrics or ApiMetrics(),
         limits=limits or HttpLimits(),
         registry=hub.registry,
     )
+    readiness = readiness_for(hub, views, blocking)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +81,7 @@ def create_app(
             yield
         finally:
             views.stop()
+            readiness.close()
             blocking.close()
 
     app = FastAPI(
@@ -98,6 +104,7 @@ def create_app(
         routes=[route for module in ROUTERS for route in module.router.routes],
     )
     app.state.api = api
+    app.state.readiness = readiness
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)

@@ -7,7 +7,7 @@ escapes)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from domain.errors import DomainError
 from services.errors import CaseNotFound, NotAllowed, ServiceError
 from services.messages import MessageInvalid
+from services.metrics import HTTP
 
 # ---- what the OpenAPI document promises (schemathesis checks answers against it) ----
 
@@ -78,6 +79,12 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class ErrorResponse(JSONResponse):
+    """An error answer that remembers its code (``hub_refusals_total`` counts by it)."""
+
+    code = ""
+
+
 def error_response(
     status: int,
     code: str,
@@ -85,11 +92,13 @@ def error_response(
     details: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    response = ErrorResponse(
         {"error": {"code": code, "message": message, "details": details}},
         status_code=status,
         headers=headers,
     )
+    response.code = code
+    return response
 
 
 def status_of(error: DomainError | ServiceError) -> int:
@@ -127,11 +136,27 @@ async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse
     return error_response(error.status_code, code, str(error.detail), headers=error.headers)
 
 
+Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
+
+
+def _counted(handler: Handler) -> Handler:
+    """``handler``, counting its answer in ``hub_refusals_total{entrypoint="http"}``."""
+
+    async def handle(request: Request, error: Any) -> JSONResponse:
+        response = await handler(request, error)
+        api = getattr(request.app.state, "api", None)
+        if api is not None and isinstance(response, ErrorResponse):
+            api.metrics.refusals.labels(HTTP, response.code).inc()
+        return response
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every known refusal in the one error shape."""
-    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
-    app.add_exception_handler(DomainError, _refusal)  # type: ignore[arg-type]
-    app.add_exception_handler(ServiceError, _refusal)  # type: ignore[arg-type]
-    app.add_exception_handler(MessageInvalid, _message_invalid)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ApiError, _counted(_api_error))
+    app.add_exception_handler(DomainError, _counted(_refusal))
+    app.add_exception_handler(ServiceError, _counted(_refusal))
+    app.add_exception_handler(MessageInvalid, _counted(_message_invalid))
+    app.add_exception_handler(RequestValidationError, _counted(_request_invalid))
+    app.add_exception_handler(StarletteHTTPException, _counted(_http_error))

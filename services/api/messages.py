@@ -16,6 +16,7 @@ from services.api.auth import BEARER_SECURITY
 from services.api.context import ApiContext, api_of
 from services.api.errors import ApiError, documented
 from services.messages import MAX_MESSAGE_BYTES, Message, message_json_schema, parse_message
+from services.metrics import HTTP
 
 router = APIRouter()
 
@@ -58,9 +59,9 @@ async def post_message(request: Request) -> JSONResponse:
     body = await _read_limited(request, MAX_MESSAGE_BYTES, api.limits.read_timeout)
     message = parse_message(body)
     result = await _record(api, caller, message)
+    api.metrics.recorded(HTTP, message.type, duplicate=result["duplicate"])
     if result["duplicate"]:
         return JSONResponse(result, status_code=200)
-    api.metrics.messages.labels(message.type).inc()
     caught_up = await api.views.reach(result["position"])
     return JSONResponse(result, status_code=201 if caught_up else 202)
 

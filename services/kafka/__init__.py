@@ -17,6 +17,7 @@ from services.bootstrap import Hub
 from services.kafka.envelope import SCHEMA_VERSION, build_envelope, event_id
 from services.kafka.inbox import Inbox
 from services.kafka.relay import Relay
+from services.metrics import HubMetrics
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,12 +47,14 @@ class BackgroundKafka:
                 log.warning("kafka_thread_did_not_stop", thread=thread.name)
 
 
-def start_background(hub: Hub) -> BackgroundKafka | None:
-    """Start relay and inbox threads when Kafka is configured (else None)."""
+def start_background(hub: Hub, metrics: HubMetrics | None = None) -> BackgroundKafka | None:
+    """Start relay and inbox threads when Kafka is configured (else None); they count
+    in ``metrics`` (the API's, so its ``/metrics`` shows them)."""
     if not hub.settings.kafka_bootstrap:
         return None
     background = BackgroundKafka()
-    for name, runner in (("hub-relay", Relay(hub).run), ("hub-inbox", Inbox(hub).run)):
+    relay, inbox = Relay(hub, metrics=metrics), Inbox(hub, metrics=metrics)
+    for name, runner in (("hub-relay", relay.run), ("hub-inbox", inbox.run)):
         thread = threading.Thread(
             target=runner, args=(background.stop_event,), name=name, daemon=True
         )

@@ -44,7 +44,28 @@ def client_options(settings: Settings, role: str) -> dict[str, Any]:
         "bootstrap_timeout_ms": timeout,
         "request_timeout_ms": max(timeout, 5000),
         "reconnect_backoff_max_ms": 2000,
+        **security_options(settings),
     }
+
+
+def security_options(settings: Settings) -> dict[str, Any]:
+    """TLS and SASL, in kafka-python's names (``HUB_KAFKA_SECURITY_PROTOCOL`` and the
+    settings beside it; the settings refuse an incomplete combination)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(settings, f"kafka_ssl_{name}")
+            if path is not None:
+                options[f"ssl_{name}"] = str(path)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        # kafka-python names them "plain" for SCRAM as well.
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
 
 
 def producer_options(settings: Settings, role: str) -> dict[str, Any]:
@@ -143,3 +164,40 @@ def wait(stop: threading.Event | None, seconds: float) -> bool:
 def error_name(error: BaseException) -> str:
     """A log-safe description of a client error: its type, never its arguments."""
     return type(error).__name__
+
+
+class BrokerProbe:
+    """Readiness: can this process reach the brokers? One metadata request over a
+    client kept between probes, one probe at a time (a probe that hangs does not
+    pile up threads), answered with a reason that names no secret."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: Any = None
+        self._lock = threading.Lock()
+
+    def check(self) -> tuple[bool, str]:
+        if not self._lock.acquire(blocking=False):
+            return False, "the previous broker probe has not answered yet"
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(**client_options(self.settings, "probe"))
+            topics = self._admin.list_topics()
+        except Exception as error:  # kafka-python raises many kinds for "unreachable"
+            self._close()
+            return False, f"brokers unreachable ({error_name(error)})"
+        finally:
+            self._lock.release()
+        return True, f"reachable ({len(topics)} topics)"
+
+    def _close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception as error:  # closing a broken client may fail any way
+                log.debug("probe_close_failed", error=error_name(error))
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()

@@ -50,6 +50,7 @@ from services.kafka.common import (
     wait,
 )
 from services.messages import Message, MessageInvalid, parse_message
+from services.metrics import KAFKA, HubMetrics
 from services.settings import Settings
 
 log = structlog.get_logger("hub.kafka")
@@ -105,12 +106,26 @@ def _default_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(**producer_options(settings, "inbox-dlq"))
 
 
-class _Retry(Exception):
+class RetryLater(Exception):
     """The record could not be handled now; handle it again later."""
+
+    code = "retry_later"
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__(error_name(cause))
         self.cause = cause
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one inbox message: ``recorded``, ``duplicate`` or ``refused``
+    (then ``code``, ``message`` and ``details`` say why, as a dead letter does)."""
+
+    kind: str
+    code: str = ""
+    message: str = ""
+    details: Any = None
+    position: int | None = None
 
 
 @dataclass
@@ -129,6 +144,7 @@ class Inbox:
         *,
         consumer_factory: ConsumerFactory = _default_consumer,
         producer_factory: ProducerFactory = _default_producer,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self.hub = hub
         self.settings = settings or hub.settings
@@ -142,6 +158,8 @@ class Inbox:
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._backoff = Backoff(maximum=self.settings.kafka_retry_max_s)
         self.stats = InboxStats()
+        self.metrics = metrics or HubMetrics(process=False)
+        self._unconfirmed: list[str] = []  # codes of dead letters not yet acknowledged
 
     # --- topics --------------------------------------------------------------
 
@@ -207,31 +225,42 @@ class Inbox:
 
     # --- one record ----------------------------------------------------------
 
-    def handle(self, record: Any) -> tuple[str, Any]:
-        """Record one consumer record; returns (outcome, DLQ future or None)."""
-        raw: bytes = record.value if record.value is not None else b""
-        topic_agency = record.topic[len(INBOX_PREFIX) :]
+    def submit(self, raw: bytes, topic: str) -> Outcome:
+        """One message as it arrived on ``topic``, through the hub: parsed, held to the
+        topic's agency, recorded (``hub dlq replay`` sends dead letters back here).
+        Raises ``RetryLater`` for what may go away (database, write conflicts)."""
+        topic_agency = topic[len(INBOX_PREFIX) :]
         try:
             message = parse_message(raw)
         except MessageInvalid as error:
-            return "dead_lettered", self._dead_letter(
-                record, error.code, error.message, error.details
-            )
+            return Outcome("refused", error.code, error.message, error.details)
         if message.agency != topic_agency:
-            return "dead_lettered", self._dead_letter(
-                record,
+            return Outcome(
+                "refused",
                 "agency_mismatch",
-                f"the message names agency {message.agency} but arrived on {record.topic}",
+                f"the message names agency {message.agency} but arrived on {topic}",
             )
         try:
             result = self.hub.messages.record(message)
         except ConcurrencyConflict as error:
-            raise _Retry(error) from error
+            raise RetryLater(error) from error
         except (DomainError, ServiceError) as refusal:
-            return "dead_lettered", self._dead_letter(record, refusal.code, refusal.message)
+            return Outcome("refused", refusal.code, refusal.message)
         except PersistenceError as error:
-            raise _Retry(error) from error
-        return ("duplicate" if result["duplicate"] else "recorded"), None
+            raise RetryLater(error) from error
+        self.metrics.recorded(KAFKA, message.type, duplicate=result["duplicate"])
+        if result["duplicate"]:
+            return Outcome("duplicate", position=result.get("position"))
+        return Outcome("recorded", position=result.get("position"))
+
+    def handle(self, record: Any) -> tuple[str, Any]:
+        """Record one consumer record; returns (outcome, DLQ future or None)."""
+        raw: bytes = record.value if record.value is not None else b""
+        outcome = self.submit(raw, record.topic)
+        if outcome.kind == "refused":
+            future = self._dead_letter(record, outcome.code, outcome.message, outcome.details)
+            return "dead_lettered", future
+        return outcome.kind, None
 
     def _dead_letter(
         self,
@@ -260,6 +289,7 @@ class Inbox:
             code=code,
         )
         self.stats.by_code[code] = self.stats.by_code.get(code, 0) + 1
+        self._unconfirmed.append(code)
         return self._producer.send(
             self.dlq_topic,
             key=record.topic.encode(),
@@ -270,7 +300,7 @@ class Inbox:
         key = (record.topic, record.partition, record.offset)
         try:
             outcome = self.handle(record)
-        except (_Retry, KafkaError):
+        except (RetryLater, KafkaError):
             raise
         except Exception as error:
             attempts = self._attempts.get(key, 0) + 1
@@ -284,7 +314,7 @@ class Inbox:
                 error=error_name(error),
             )
             if attempts < MAX_ATTEMPTS:
-                raise _Retry(error) from error
+                raise RetryLater(error) from error
             outcome = (
                 "dead_lettered",
                 self._dead_letter(
@@ -308,6 +338,7 @@ class Inbox:
         batch = consumer.poll(timeout_ms=timeout_ms)
         if not batch:
             return 0
+        self._unconfirmed.clear()
         done, futures, counts, retry = self._handle_batch(consumer, batch)
         try:
             if futures:
@@ -316,9 +347,11 @@ class Inbox:
                     future.get(timeout=0)
         except KafkaError:
             # The dead letters are not safe: handle the whole batch again.
+            self._unconfirmed.clear()
             for tp, records in batch.items():
                 consumer.seek(tp, records[0].offset)
             raise
+        self._count_dead_letters()
         if done:
             self._commit(done)
         self.stats.recorded += counts["recorded"]
@@ -330,12 +363,12 @@ class Inbox:
 
     def _handle_batch(
         self, consumer: Any, batch: dict[TopicPartition, list[Any]]
-    ) -> tuple[dict[TopicPartition, int], list[Any], dict[str, int], _Retry | None]:
+    ) -> tuple[dict[TopicPartition, int], list[Any], dict[str, int], RetryLater | None]:
         """Handle records in order until one must be retried; rewind from there."""
         done: dict[TopicPartition, int] = {}
         futures = []
         counts = {"recorded": 0, "duplicate": 0, "dead_lettered": 0}
-        retry: _Retry | None = None
+        retry: RetryLater | None = None
         for tp, records in batch.items():
             if retry is not None:
                 consumer.seek(tp, records[0].offset)
@@ -343,7 +376,7 @@ class Inbox:
             for record in records:
                 try:
                     outcome, future = self._handle_guarded(record)
-                except _Retry as error:
+                except RetryLater as error:
                     retry = error
                     consumer.seek(tp, record.offset)
                     break
@@ -352,6 +385,15 @@ class Inbox:
                     futures.append(future)
                 done[tp] = record.offset + 1
         return done, futures, counts, retry
+
+    def _count_dead_letters(self) -> None:
+        """Dead letters the broker acknowledged, in the metrics (a refusal unless the
+        hub itself failed on the record)."""
+        for code in self._unconfirmed:
+            self.metrics.dead_letters.labels(code).inc()
+            if code != "internal_error":
+                self.metrics.refusals.labels(KAFKA, code).inc()
+        self._unconfirmed.clear()
 
     def _commit(self, done: dict[TopicPartition, int]) -> None:
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()}
@@ -367,7 +409,7 @@ class Inbox:
     def _step(self, stop: threading.Event | None) -> int:
         try:
             handled = self.poll_once()
-        except _Retry as retry:
+        except RetryLater as retry:
             self._retry_later(retry.cause, stop, drop=False)
             return 0
         except (KafkaError, PersistenceError) as error:

@@ -41,6 +41,7 @@ from eventsourcing.persistence import (
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
+from prometheus_client import Counter
 
 from services.kafka.common import (
     Backoff,
@@ -51,6 +52,7 @@ from services.kafka.common import (
     wait,
 )
 from services.kafka.envelope import build_envelope, encode, is_case_notification
+from services.metrics import HubMetrics
 from services.settings import Settings
 
 log = structlog.get_logger("hub.kafka")
@@ -97,6 +99,7 @@ class Relay:
         *,
         producer_factory: ProducerFactory = _default_producer,
         create_topics: bool = True,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self.hub = hub
         self.settings = settings or hub.settings
@@ -113,6 +116,18 @@ class Relay:
         self._partition_of: dict[bytes, int] = {}
         self._backoff = Backoff(maximum=self.settings.kafka_retry_max_s)
         self.published = 0  # case events acknowledged by the broker, this process
+        self._published_total: Any = None
+        if metrics is not None:
+            self._published_total = Counter(
+                "hub_relay_published_total",
+                "Case events the broker acknowledged from this relay",
+                registry=metrics.registry,
+            )
+            metrics.watch(
+                "hub_relay_lag_events",
+                "Notifications recorded after the relay's acknowledged position",
+                self.lag,
+            )
 
     # --- position ------------------------------------------------------------
 
@@ -122,6 +137,10 @@ class Relay:
         if self._position is None:
             self._position = self._tracking.max_tracking_id(self.tracking_name) or 0
         return self._position
+
+    def lag(self) -> int:
+        """Notifications recorded but not yet published (one query: the log's head)."""
+        return (self.hub.app.recorder.max_notification_id() or 0) - self.position
 
     def _advance(self, notification_id: int) -> None:
         self._tracking.insert_tracking(Tracking(self.tracking_name, notification_id))
@@ -238,6 +257,8 @@ class Relay:
             self._inflight.popleft()
             acknowledged = last
             self.published += events
+            if self._published_total is not None:
+                self._published_total.inc(events)
         if acknowledged is not None:
             self._advance(acknowledged)
 

@@ -126,7 +126,8 @@ def test_a_token_of_another_hub_role_spelling_is_not_accepted(
 
 
 @pytest.mark.parametrize(
-    "path", ["/healthz", "/metrics", "/openapi.json", "/v1/schema/messages", "/dashboard"]
+    "path",
+    ["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/schema/messages", "/dashboard"],
 )
 @pytest.mark.parametrize("credentials", ["no token", "wrong token"])
 def test_public_endpoints_need_no_token(bare_api: TestClient, path: str, credentials: str) -> None:
@@ -530,7 +531,7 @@ def test_metrics_count_requests_messages_and_lag(api: TestClient, tokens: Tokens
     text = response.text
     assert 'hub_http_requests_total{route="/v1/messages",status="201"} 1.0' in text
     assert 'hub_http_requests_total{route="/v1/dashboard",status="401"} 1.0' in text
-    assert 'hub_messages_recorded_total{type="note.added"} 1.0' in text
+    assert 'hub_messages_recorded_total{entrypoint="http",type="note.added"} 1.0' in text
     lags = re.findall(r'^hub_projection_lag_events\{view="(\w+)"\} (\S+)$', text, re.MULTILINE)
     assert {view for view, _ in lags} >= {"cases", "dashboard", "audit"}
     assert all(float(value) >= 0 for _, value in lags)
@@ -550,6 +551,7 @@ def test_openapi_names_every_endpoint_and_the_bearer_scheme(api: TestClient) -> 
         ("/v1/dashboard", "get"),
         ("/v1/schema/messages", "get"),
         ("/healthz", "get"),
+        ("/readyz", "get"),
         ("/metrics", "get"),
     ]:
         assert method in document["paths"][path], path

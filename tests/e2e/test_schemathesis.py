@@ -55,6 +55,7 @@ OPERATIONS = [
     ("GET", "/v1/cases/{case_id}/actions"),
     ("GET", "/v1/schema/messages"),
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
 ]
 CHECKS = [
@@ -120,7 +121,7 @@ OPTIONAL_QUERY_ONLY = {
     "/v1/cases/{case_id}/replay",
 }
 # Operations without any input (no parameters, body or token) have no invalid request.
-WITHOUT_INPUT = {"/v1/schema/messages", "/healthz", "/metrics"}
+WITHOUT_INPUT = {"/v1/schema/messages", "/healthz", "/readyz", "/metrics"}
 RUNS = [
     pytest.param(method, path, role, mode, id=f"{method} {path} {role} {mode}")
     for method, path in OPERATIONS

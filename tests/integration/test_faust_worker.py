@@ -38,6 +38,17 @@ def _get(url: str) -> dict | None:
         return None
 
 
+def _metrics(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+        text = response.read().decode()
+    return {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+    }
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_faust_worker_figures_equal_the_in_process_dashboard(
     hub: Hub,
@@ -56,7 +67,7 @@ def test_faust_worker_figures_equal_the_in_process_dashboard(
         relay.close()
     assert published > 60
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -64,6 +75,7 @@ def test_faust_worker_figures_equal_the_in_process_dashboard(
         "HUB_KAFKA_EVENTS_TOPIC": kafka_names.events_topic,
         "HUB_KAFKA_EVENTS_PARTITIONS": "3",
         "HUB_WORKER_WEB_PORT": str(port),
+        "HUB_METRICS_PORT": str(metrics_port),
         "HUB_VAR_DIR": str(tmp_path / "worker"),
     }
     log = (tmp_path / "worker.log").open("wb")
@@ -91,6 +103,15 @@ def test_faust_worker_figures_equal_the_in_process_dashboard(
             time.sleep(0.5)
         assert figures is not None, (tmp_path / "worker.log").read_text()[-3000:]
         assert figures == expected
+        # Its own /metrics: every envelope folded once, and the process's figures.
+        applied = 'hub_worker_events_total{outcome="applied"}'
+        scraped = _metrics(f"http://127.0.0.1:{metrics_port}/metrics")
+        while scraped.get(applied, 0) < published and time.monotonic() < deadline:
+            time.sleep(0.2)  # the figures can match before the last envelopes are folded
+            scraped = _metrics(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped[applied] == published, (tmp_path / "worker.log").read_text()[-3000:]
+        assert scraped.get('hub_worker_events_total{outcome="failed"}', 0) == 0
+        assert scraped["process_resident_memory_bytes"] > 0
     finally:
         worker.terminate()
         try:
