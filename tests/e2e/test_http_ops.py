@@ -163,9 +163,17 @@ def test_a_master_key_that_no_longer_opens_the_store_is_unready(
         assert _ready(client)[0] == 200
         # The store's key check replaced from outside, as when another deployment's
         # store is restored under a running hub: the key in memory cannot open it.
-        path = settings.effective_database_url.removeprefix("sqlite:///")
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE hub_key_check SET value = ? WHERE id = 1", (os.urandom(44),))
+        if settings.is_sqlite:
+            path = settings.effective_database_url.removeprefix("sqlite:///")
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE hub_key_check SET value = ? WHERE id = 1", (os.urandom(44),))
+        else:
+            store = hub.app.recorder
+            with store.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
+                curs.execute(
+                    f'UPDATE "{store.keys_schema}".hub_key_check SET value = %s WHERE id = 1',  # type: ignore[attr-defined]
+                    (os.urandom(44),),
+                )
         status, body = _ready(client)
     assert status == 503, body
     assert body["checks"]["master_key"] == {"ok": False, "reason": "failed (master_key_mismatch)"}

@@ -501,7 +501,9 @@ def test_every_hub_pod_mounts_the_policy_and_capacity_files() -> None:
                 == target
             )
     loaded = Settings(capacity_file=DEPLOY / "policy" / "capacity.json")
-    assert loaded.capacity == {}
+    # The demo programmes' places: Trier 150 over four sites, G-A-L 70.
+    assert sum(loaded.capacity["Inklusionsinitiative Trier"].values()) == 150
+    assert sum(loaded.capacity["G-A-L"].values()) == 70
 
 
 def test_probes_readiness_on_readyz_liveness_everywhere() -> None:
