@@ -67,7 +67,8 @@ FIRST_BIRTH_DATE = date(1931, 1, 1)
 
 # The lead's statutory basis as README and ``projections.disclosure`` declare it.
 LEAD_TASK = frozenset({"identity", "contact", "plan", "employment_history"})
-LONG_ENOUGH = 12  # messages on a case before it may close
+IDENTITY = frozenset({"identity", "contact"})  # reach others only by an accepted handover
+LONG_ENOUGH = 25  # messages on a case before it may close
 # Categories a consent may cover here: with plan and employment history a handover
 # can carry every kind of item the case view holds.
 CONSENT_CATEGORIES = ("health", "contact", "identity", "notes", "plan", "employment_history")
@@ -111,8 +112,10 @@ class DisclosureModel(Model):
             # Notes are the items whose category and source vary most: more of them.
             notes = [cmd for cmd in found["case"] if cmd[0] == "note.added"]
             found["case"] += notes * 4
-            # Consents as often as offers: a handover carries data only under one.
+            # Consents as often as offers (a handover carries data only under one), and
+            # revocations as often as decisions (what only they allowed must go).
             found["offer"] += found["consent"][:1]
+            found["decide"] += found["consent"][1:]
             # Notes by a sender in a category it handed over: items a receiver may see.
             if not c.erased:
                 found["case"] += [
@@ -350,18 +353,18 @@ class Hubside:
 def could_see(doc: Doc, agency: str, category: str, source: str) -> bool:
     """DOMAIN rule 3 as a necessary condition, written apart from ``may_see``: an
     item reaches an agency only as its source, as the lead's statutory task, or by a
-    handover to it that carried the category (not declined, withdrawn or forwarded)
-    under a consent naming it for the category, not revoked."""
+    handover to it that carried the category (not declined, withdrawn or forwarded;
+    the participant's identity and contact only once accepted) under a consent naming
+    it for the category, not revoked."""
     if must_see(doc, agency, category, source):
         return True
     consented = any(
         category in c["categories"] and agency in c["recipients"] and c["revoked_at"] is None
         for c in doc["consents"].values()
     )
+    states = {"accepted", "completed"} | (set() if category in IDENTITY else {"offered"})
     return consented and any(
-        h["to_agency"] == agency
-        and category in h["data_categories"]
-        and h["state"] in ("offered", "accepted", "completed")
+        h["to_agency"] == agency and category in h["data_categories"] and h["state"] in states
         for h in doc["handovers"].values()
     )
 
