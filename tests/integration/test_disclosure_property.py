@@ -6,10 +6,12 @@ agencies, no read path returns a personal item that the disclosure function
 agree item by item.
 
 The messages come from the rebuild property's model of the case rules
-(``tests/integration/test_rebuild_property.py``). Before a message is sent, every
-field its payload type marks ``Personal`` (``services.messages.privacy``) gets a
-value of its own, optional fields included, so a field marked tomorrow is covered
-without touching this test, and a value seen in an answer names where it came from.
+(``tests/integration/test_rebuild_property.py``), tilted towards consents and
+handovers that carry data (``DisclosureModel``). Before a message is sent, every
+field its payload type marks ``Personal`` (``services.messages.privacy``), and any
+text field left unmarked, gets a value of its own, optional fields included: a field
+marked tomorrow is covered without touching this test, a dropped mark is noticed,
+and a value seen in an answer names where it came from.
 Messages go in, and reads come out, over HTTP (``POST /v1/messages``,
 ``GET /v1/cases/{id}`` and ``/history``) on a real SQLite store; ``hub replay`` for
 an agency is ``ReadService.replay``.
@@ -26,7 +28,12 @@ sees it after erasure. Then, for each agency read:
   holds it shows exactly those the case view shows;
 * ``replay`` for the agency shows what the case view and the history showed, now
   and as of any earlier moment that was read (what was allowed then);
-* an agency not involved gets 403 and nothing; an auditor sees every item.
+* an agency not involved gets 403 and nothing; an auditor sees every item;
+* apart from ``may_see`` (which could be wrong the same way on every path):
+  nothing is shown that no handover to the agency carried under an unrevoked
+  consent naming it, unless it is the agency's own or the lead's statutory data
+  (``could_see``), and those are always shown (``must_see``); the history names
+  no agency its reader's case view keeps from it.
 """
 
 from __future__ import annotations
@@ -126,7 +133,8 @@ class DisclosureModel(Model):
         return found
 
     def _handover_commands(self, c: Any) -> list[Command]:
-        """Half the time the offer goes where a consent covers data, and carries some."""
+        """Half the time the offer goes where a consent covers data, and carries some
+        (the model's own offers mostly carry nothing)."""
         found = super()._handover_commands(c)
         covered = [
             (sender, kind, receiver, categories)
