@@ -200,15 +200,21 @@ class ReadService:
         shown: set[str],
     ) -> list[dict[str, Any]]:
         """History items: the replayed events and reads in global order; for an agency
-        only its part, personal fields by ``may_see`` in ``doc`` at ``at``."""
+        only its part, personal fields by ``may_see`` in ``doc`` at ``at``. Its part
+        includes every event that shows it personal data (not of a handover it is no
+        party to): the case view shows the lead its participant, plan and employment,
+        and the history must show the same items, not fewer; such an event names its
+        author only when the case view names that agency too."""
         trail = {row["position"]: row for row in self._queries.audit_trail(case_id)}
         late_after = self._policy_book.for_programme(doc["programme"]).clock.late_after
+        known = set() if principal.is_auditor else named_in(case_view(doc, principal.subject, at))
         folded: Doc | None = None
         tagged = [(e, False) for e in replayed["events"]] + [(r, True) for r in replayed["reads"]]
         tagged.sort(key=lambda pair: pair[0]["position"])
         items = []
         for event, is_read in tagged:
             payload = event["payload"]
+            kept: set[str] = set()  # the categories of the personal fields it shows
             if not is_read:
                 # The case through this event: what each personal field became (a
                 # note's category and source), decided as the case view decides it.
@@ -224,17 +230,22 @@ class ReadService:
                         payload,
                         paths,
                         at,
-                        shown,
+                        kept,
                     )
-            if not (principal.is_auditor or self._concerns(principal.subject, doc, event)):
+            concerns = principal.is_auditor or self._concerns(principal.subject, doc, event)
+            if not (concerns or (kept and not _names_handover(event))):
                 continue
+            shown |= kept
+            # Shown for its data alone: its author only if the case view names it too
+            # (that a clinic opened the case is itself health data for a chamber).
+            anonymous = not concerns and event["agency"] not in known
             audit = trail.get(event["position"], {})
             items.append(
                 {
                     "position": event["position"],
                     "type": event["type"],
-                    "agency": event["agency"],
-                    "actor": event["actor"],
+                    "agency": None if anonymous else event["agency"],
+                    "actor": None if anonymous else event["actor"],
                     "occurred_at": event["occurred_at"],
                     "recorded_at": event["recorded_at"],
                     "legal_basis": audit.get("legal_basis"),
@@ -573,6 +584,25 @@ def _display_name(registry: AgencyRegistry, agency_id: str) -> str:
         return registry.get(agency_id)["name"]
     except AgencyUnknown:
         return agency_id
+
+
+def named_in(view: dict[str, Any]) -> set[str]:
+    """The agencies a case view names: who takes part as far as its reader may know,
+    the parties of the handovers and consents it shows, the authors of its items."""
+    named = set(view["agencies"]) | {view["lead_agency"]}
+    for h in view["handovers"]:
+        named |= {h["from_agency"], h["to_agency"]}
+    for c in view["consents"]:
+        named |= {c["source_agency"], c["granted_by"], c["revoked_by"], *c["recipients"]}
+    items = [*view["notes"], *view["measures"], view["plan"], view["employment"]]
+    return (named | {item["agency"] for item in items if item is not None}) - {None}
+
+
+def _names_handover(event: dict[str, Any]) -> bool:
+    """A handover's events stay with its parties (and the lead): that a handover
+    exists is itself something only they learn (``_concerns``)."""
+    payload = event["payload"]
+    return any(payload.get(key) for key in ("handover_id", "new_handover_id"))
 
 
 def _late(event: dict[str, Any], after: timedelta) -> bool:

@@ -403,11 +403,17 @@ def test_involved_agency_reads_only_its_part_of_the_history(
     assert ("HandoverAccepted", "kopra-erzgebirge") in kinds
     # The participant revoked the clinic's consent to it through the lead Jobcenter.
     assert ("ConsentRevoked", "jc-erzgebirge") in kinds
-    # Not its part: the case's opening and the clinic's discharge to the Jobcenter.
-    assert ("CaseOpened", "klinik-erzgebirge") not in kinds
+    # The case's opening is its part for the participant's identity alone, which its
+    # case view shows too (carried by the assignment); the discharge to the Jobcenter
+    # is not its part.
+    view = api.get(f"/v1/cases/{S4}", headers=tokens.of("kopra-erzgebirge")).json()
+    opened = [i["payload"]["participant"] for i in items if i["type"] == "CaseOpened"]
+    assert opened == [view["participant"]]
+    assert view["participant"]["name"] == "Jonas Vorbild"
     discharge = str(demo_id("s4/discharge"))
     assert all(i["payload"].get("handover_id") != discharge for i in items)
-    # Every item is its own act, a handover it is party to, or a consent naming it.
+    # Every other item is its own act, a handover it is party to, or a consent naming it.
+    items = [i for i in items if i["type"] != "CaseOpened"]
     kopra_handovers = {str(demo_id("s4/assignment")), str(demo_id("s4/report-1"))}
     kopra_consents = {"erz-0815-kopra", "erz-0815-health-kopra"}
     for item in items:
