@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.access import ReadService
-from services.api import dashboard, messages, ops, reads, reports
+from services.access import FeedReads, ReadService
+from services.api import dashboard, feed, messages, ops, reads, reports
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
@@ -25,10 +25,11 @@ from services.api.openapi import install_openapi
 from services.api.read_your_writes import ReadYourWrites, ViewsWatch
 from services.api.threads import BlockingCalls
 from services.bootstrap import Hub
+from services.feed import EventFeed
 
 __all__ = ["ViewsWatch", "create_app"]
 
-ROUTERS = (messages, reads, reports, dashboard, ops)
+ROUTERS = (messages, reads, feed, reports, dashboard, ops)
 
 
 def create_app(
@@ -96,6 +97,8 @@ def create_app(
         routes=[route for module in ROUTERS for route in module.router.routes],
     )
     app.state.api = api
+    app.state.feed = EventFeed(FeedReads(api.reads), hub.view_store, hub.views.position)
+    app.state.hub_views = hub.views
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)
