@@ -367,11 +367,12 @@ class FeedReads:
                 continue  # no longer its case (or erased from the views): nothing to show
             replayed["reads"] = []  # reads are not in the feed (a feed read would feed itself)
             versions = {event["position"]: event["version"] for event in replayed["events"]}
+            since = 0 if principal.is_auditor else _involved_since(principal.subject, replayed)
             shown: set[str] = set()
             page = [
                 {"case_id": case_id, "version": versions[item["position"]], **item}
                 for item in reads._items(principal, case_id, doc, replayed, now, shown)
-                if item["position"] in positions
+                if item["position"] in positions and item["position"] >= since
             ]
             items.extend(page)
             personal = any(item["type"] in PERSONAL_PATHS_BY_EVENT for item in page)
@@ -387,3 +388,17 @@ class FeedReads:
     def record(self, principal: Principal, to_record: dict[str, list[str]], scope: str) -> None:
         for case_id, categories in to_record.items():
             self._reads._record_read(principal, case_id, scope, categories)
+
+
+def _involved_since(agency: str, replayed: dict[str, Any]) -> int:
+    """The position of the event that first made ``agency`` involved in the case (its
+    offer, its opening, a lead transfer to it). A feed holds an agency's part from
+    there on, whenever it is read: what came before (a consent naming it, recorded
+    before it was offered the case) is in the history, never in the feed at one time
+    and not at another."""
+    folded: Doc | None = None
+    for event in replayed["events"]:
+        folded = reduce_case(folded, as_record(replayed["case_id"], event), in_place=True)
+        if folded is not None and agency in involved_agencies(folded):
+            return int(event["position"])
+    return 1 << 62  # not involved: nothing

@@ -87,6 +87,16 @@ def history_events(a: Agencies, agency: str, case_id: UUID) -> list[dict[str, An
     ]
 
 
+def from_involvement(agency: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history from the event that made ``agency`` involved (its opening, its offer)."""
+    since = min(
+        i["position"]
+        for i in items
+        if i["agency"] == agency or i["payload"].get("to_agency") == agency
+    )
+    return [i for i in items if i["position"] >= since]
+
+
 def without_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in item.items() if k != "event_id"} for item in items]
 
@@ -96,7 +106,11 @@ def test_each_agencys_feed_is_its_part_of_its_cases_histories(agencies: Agencies
     for agency, cases in [(CLINIC, [kopra]), (JC, [kopra]), (COACH, [kopra]), (GAL_JC, [gal])]:
         feed = whole_feed(agencies.api, agencies.tokens.of(agency), f"/v1/agencies/{agency}/feed")
         expected = sorted(
-            (item for case in cases for item in history_events(agencies, agency, case)),
+            (
+                item
+                for case in cases
+                for item in from_involvement(agency, history_events(agencies, agency, case))
+            ),
             key=lambda item: item["position"],
         )
         assert without_ids(feed) == expected, agency
@@ -109,6 +123,20 @@ def test_each_agencys_feed_is_its_part_of_its_cases_histories(agencies: Agencies
         agencies.api, agencies.tokens.of(CLINIC), f"/v1/agencies/{CLINIC}/feed"
     )
     assert HEALTH_NOTE in str(clinic_feed)
+
+
+def test_a_case_joins_the_feed_with_the_offer_that_involves_the_agency(
+    agencies: Agencies,
+) -> None:
+    """The consent naming the Jobcenter, recorded before it was offered the case, is in
+    its history but not its feed: the feed is the same whenever it is read."""
+    kopra, _ = two_programmes(agencies)
+    feed = whole_feed(agencies.api, agencies.tokens.of(JC), f"/v1/agencies/{JC}/feed")
+    history = history_events(agencies, JC, kopra)
+    assert [i["type"] for i in history[:2]] == ["ConsentGranted", "HandoverOffered"]
+    assert feed[0]["type"] == "HandoverOffered"
+    assert feed[0]["payload"]["to_agency"] == JC
+    assert "ConsentGranted" not in [i["type"] for i in feed]
 
 
 def test_the_auditor_feed_has_every_case_event_and_records_the_reads(
