@@ -151,10 +151,35 @@ class WebhookTables:
         )
 
     def insert_webhook_delivery(self, row: dict[str, Any]) -> None:
-        self._wh_run(
-            f"INSERT INTO {{d}} ({DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            tuple(row[c.strip()] for c in DELIVERY_COLUMNS.split(",")),
-        )
+        self.save_webhook_progress(row["endpoint_id"], [row], None)
+
+    def save_webhook_progress(
+        self, endpoint_id: str, rows: list[dict[str, Any]], state: dict[str, Any] | None
+    ) -> None:
+        """Delivery log rows and the endpoint's new state in one transaction (one
+        commit for a run of deliveries, not two per delivery)."""
+        with self.datastore.transaction(commit=True) as c:
+            cursor: Any = c
+            insert = self._wh_sql(
+                f"INSERT INTO {{d}} ({DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+            )
+            for row in rows:
+                cursor.execute(insert, tuple(row[k.strip()] for k in DELIVERY_COLUMNS.split(",")))
+            if state is not None:
+                cursor.execute(
+                    self._wh_sql(
+                        "UPDATE {e} SET enabled = ?, position = ?, failures = ?, retry_at = ?, "
+                        "disabled_reason = ? WHERE endpoint_id = ?"
+                    ),
+                    (
+                        int(state["enabled"]),
+                        state["position"],
+                        state["failures"],
+                        state["retry_at"],
+                        state["disabled_reason"],
+                        endpoint_id,
+                    ),
+                )
 
     def list_webhook_deliveries(self, endpoint_id: str, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._wh_run(

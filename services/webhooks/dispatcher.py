@@ -3,8 +3,9 @@ it only reads the event store and views, and writes the webhook tables and reads
 
 Per endpoint, in the feed's global order (so in order per case): one event at a
 time, the next only after the receiver answered 2xx for this one (at least once:
-the position is stored after each success, so a restart may repeat the last event;
-receivers deduplicate on ``webhook-id``, the event id). A failure waits a backoff
+the position and the delivery log are saved together, at least every 50 ms and at
+the end of each run, so a restart may repeat the last deliveries; receivers
+deduplicate on ``webhook-id``, the event id). A failure waits a backoff
 (``HUB_WEBHOOKS_RETRY_BASE_S`` doubled per failure in a row, capped) and, after
 ``HUB_WEBHOOKS_MAX_FAILURES`` in a row, disables the endpoint until ``hub webhook
 enable``. Endpoints are served by a small pool, so a slow one holds up only itself.
@@ -36,6 +37,7 @@ log = structlog.get_logger("hub.webhooks")
 
 BATCH = 100  # events read per endpoint per turn
 _ERROR_TEXT = 200  # characters of an error kept in the log (never a body: no personal data)
+_SAVE_EVERY = 0.05  # seconds: deliveries in a run are saved together, at least this often
 
 
 class WebhookDispatcher:
@@ -117,40 +119,49 @@ class WebhookDispatcher:
             user=f"webhook:{endpoint.endpoint_id}",
         )
         page = self._feed.page(principal, endpoint.position, BATCH)
-        position, delivered = endpoint.position, set()
-        failed = False
+        progress = _Progress(endpoint)
         for item in page.items:
             if endpoint.types and item["type"] not in endpoint.types:
-                position = item["position"]
+                progress.position = item["position"]
                 continue
-            if not self._attempt(endpoint, item):
-                failed = True
+            row, error = self._attempt(endpoint, item, progress.failures + 1)
+            progress.rows.append(row)
+            if error is not None:
+                self._failed(progress, error)
                 break
-            position = item["position"]
-            delivered.add(item["case_id"])
-            endpoint = self._advance(endpoint, position)
-        if not failed:
-            position = max(position, page.position)  # what the page examined beyond its items
-        if not failed and position != endpoint.position:
-            endpoint = self._advance(endpoint, position)
-        if delivered:
-            shown = {case: c for case, c in page.to_record.items() if case in delivered}
+            progress.delivered(item)
+            if time.monotonic() - progress.saved_at >= _SAVE_EVERY:
+                self._save(progress)
+        else:
+            progress.position = max(progress.position, page.position)  # examined beyond
+            self._save(progress)
+        if progress.cases:
+            shown = {case: c for case, c in page.to_record.items() if case in progress.cases}
             self._feed.record(principal, FeedPage([], "", False, 0, shown), scope="webhook")
 
-    def _advance(self, endpoint: WebhookEndpoint, position: int) -> WebhookEndpoint:
-        self._store.set_webhook_state(
-            endpoint.endpoint_id,
-            enabled=True,
-            position=position,
-            failures=0,
-            retry_at=None,
-            disabled_reason=None,
+    def _save(self, progress: _Progress) -> None:
+        """The log rows and the position reached, in one commit (a crash before it
+        repeats these deliveries: at least once)."""
+        if not progress.rows and progress.position == progress.endpoint.position:
+            return
+        self._store.save_webhook_progress(
+            progress.endpoint.endpoint_id,
+            progress.rows,
+            {
+                "enabled": True,
+                "position": progress.position,
+                "failures": 0,
+                "retry_at": None,
+                "disabled_reason": None,
+            },
         )
-        return _replace(endpoint, position=position, failures=0, retry_at=None)
+        progress.rows = []
+        progress.saved_at = time.monotonic()
 
-    def _attempt(self, endpoint: WebhookEndpoint, item: dict[str, Any]) -> bool:
+    def _attempt(
+        self, endpoint: WebhookEndpoint, item: dict[str, Any], attempt: int
+    ) -> tuple[dict[str, Any], str | None]:
         body = orjson.dumps({"type": item["type"], "timestamp": item["recorded_at"], "data": item})
-        attempt = endpoint.failures + 1
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
@@ -162,44 +173,46 @@ class WebhookDispatcher:
             error = f"target refused: {refused}"
         except (OSError, http.client.HTTPException) as failure:
             error = type(failure).__name__ + (f": {failure}" if str(failure) else "")
-        ok = error is None
-        self._store.insert_webhook_delivery(
-            {
-                "endpoint_id": endpoint.endpoint_id,
-                "event_id": item["event_id"],
-                "position": item["position"],
-                "attempt": attempt,
-                "at": self._clock().isoformat(timespec="microseconds"),
-                "status": status,
-                "ok": int(ok),
-                "error": None if error is None else error[:_ERROR_TEXT],
-                "ms": round((time.monotonic() - started) * 1000, 1),
-            }
-        )
-        if not ok:
-            self._failed(endpoint, attempt, error or "")
-        return ok
+        row = {
+            "endpoint_id": endpoint.endpoint_id,
+            "event_id": item["event_id"],
+            "position": item["position"],
+            "attempt": attempt,
+            "at": self._clock().isoformat(timespec="microseconds"),
+            "status": status,
+            "ok": int(error is None),
+            "error": None if error is None else error[:_ERROR_TEXT],
+            "ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        return row, error
 
-    def _failed(self, endpoint: WebhookEndpoint, failures: int, error: str) -> None:
+    def _failed(self, progress: _Progress, error: str) -> None:
         settings = self._settings
+        failures = progress.failures + 1
         disabled = failures >= settings.webhooks_max_failures
         wait = min(
             settings.webhooks_retry_max_s, settings.webhooks_retry_base_s * 2 ** (failures - 1)
         )
-        self._store.set_webhook_state(
-            endpoint.endpoint_id,
-            enabled=not disabled,
-            position=endpoint.position,
-            failures=failures,
-            retry_at=(self._clock() + timedelta(seconds=wait)).isoformat(timespec="microseconds"),
-            disabled_reason=f"{failures} failures in a row; last: {error[:_ERROR_TEXT]}"
-            if disabled
-            else None,
+        self._store.save_webhook_progress(
+            progress.endpoint.endpoint_id,
+            progress.rows,
+            {
+                "enabled": not disabled,
+                "position": progress.position,
+                "failures": failures,
+                "retry_at": (self._clock() + timedelta(seconds=wait)).isoformat(
+                    timespec="microseconds"
+                ),
+                "disabled_reason": f"{failures} failures in a row; last: {error[:_ERROR_TEXT]}"
+                if disabled
+                else None,
+            },
         )
+        progress.rows = []
         log.warning(
             "webhook_delivery_failed",
-            endpoint_id=endpoint.endpoint_id,
-            agency=endpoint.agency,
+            endpoint_id=progress.endpoint.endpoint_id,
+            agency=progress.endpoint.agency,
             failures=failures,
             disabled=disabled,
             error=error[:_ERROR_TEXT],
@@ -250,8 +263,23 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context_pinned.wrap_socket(raw, server_hostname=self.host)
 
 
-def _replace(endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndpoint:
-    return dataclasses.replace(endpoint, **changes)
+@dataclasses.dataclass
+class _Progress:
+    """One turn of one endpoint: where it stands, what is not yet saved."""
+
+    endpoint: WebhookEndpoint
+    position: int = 0
+    failures: int = 0
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    cases: set[str] = dataclasses.field(default_factory=set)
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.position, self.failures = self.endpoint.position, self.endpoint.failures
+
+    def delivered(self, item: dict[str, Any]) -> None:
+        self.position, self.failures = item["position"], 0
+        self.cases.add(item["case_id"])
 
 
 def dispatcher_for(hub: Any) -> WebhookDispatcher:
