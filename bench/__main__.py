@@ -8,7 +8,7 @@ import os
 
 from services.logging import configure_logging
 
-BENCHMARKS = ["append", "kafka", "http", "rebuild", "query", "replay"]
+BENCHMARKS = ["append", "kafka", "http", "rebuild", "query", "replay", "webhooks"]
 
 
 def main() -> None:

@@ -645,3 +645,68 @@ def _receiver_kinds(policy: DeadlinePolicy, kind: str) -> frozenset[AgencyKind]:
     if kind == HandoverKind.REHAB_APPLICATION.value:
         return policy.roles.forward_to
     return policy.roles.handovers[HandoverKind(kind)].receivers
+
+
+class FeedReads:
+    """The feed's (and the webhooks') items through the history's own filter:
+    ``ReadService._items`` decides an agency's part of each case and withholds the
+    personal fields disclosure does not allow now. Appended beside ``ReadService``."""
+
+    def __init__(self, reads: ReadService) -> None:
+        self._reads = reads
+
+    def items(
+        self, principal: Principal, positions_by_case: dict[str, set[int]]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+        """The events at ``positions_by_case`` the caller may see, in global order,
+        decrypted as far as it may see them; and per case the categories to record a
+        read with (a case only where a shown item carries personal fields)."""
+        reads = self._reads
+        now = reads._clock()
+        items: list[dict[str, Any]] = []
+        to_record: dict[str, list[str]] = {}
+        for case_id, positions in positions_by_case.items():
+            try:
+                doc = reads._queries.case_doc(case_id)
+                if not principal.is_auditor:
+                    reads._involved(principal, doc)
+                replayed = replay_case(reads._app, UUID(case_id), None, "recorded")
+            except (CaseNotFound, NotInvolved):
+                continue  # no longer its case (or erased from the views): nothing to show
+            replayed["reads"] = []  # reads are not in the feed (a feed read would feed itself)
+            versions = {event["position"]: event["version"] for event in replayed["events"]}
+            since = 0 if principal.is_auditor else _involved_since(principal.subject, replayed)
+            shown: set[str] = set()
+            page = [
+                {"case_id": case_id, "version": versions[item["position"]], **item}
+                for item in reads._items(principal, case_id, doc, replayed, now, shown)
+                if item["position"] in positions and item["position"] >= since
+            ]
+            items.extend(page)
+            personal = any(item["type"] in PERSONAL_PATHS_BY_EVENT for item in page)
+            if principal.is_auditor and page:
+                to_record[case_id] = []  # every auditor read is recorded
+            elif personal and shown:
+                # The categories this agency may see in the case (as a history read
+                # records them): a read is never recorded with less than it showed.
+                to_record[case_id] = sorted(shown)
+        items.sort(key=lambda item: item["position"])
+        return reads._cipher.reveal(items), to_record
+
+    def record(self, principal: Principal, to_record: dict[str, list[str]], scope: str) -> None:
+        for case_id, categories in to_record.items():
+            self._reads._record_read(principal, case_id, scope, categories)
+
+
+def _involved_since(agency: str, replayed: dict[str, Any]) -> int:
+    """The position of the event that first made ``agency`` involved in the case (its
+    offer, its opening, a lead transfer to it). A feed holds an agency's part from
+    there on, whenever it is read: what came before (a consent naming it, recorded
+    before it was offered the case) is in the history, never in the feed at one time
+    and not at another."""
+    folded: Doc | None = None
+    for event in replayed["events"]:
+        folded = reduce_case(folded, as_record(replayed["case_id"], event), in_place=True)
+        if folded is not None and agency in involved_agencies(folded):
+            return int(event["position"])
+    return 1 << 62  # not involved: nothing

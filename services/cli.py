@@ -45,6 +45,11 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(participant_app, name="participant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
+webhook_app = typer.Typer(
+    help="Agencies' webhook endpoints (delivered by `hub serve` or `hub webhooks`).",
+    no_args_is_help=True,
+)
+app.add_typer(webhook_app, name="webhook")
 
 
 def _fail(code: str, message: str, exit_code: int = 1) -> typer.Exit:
@@ -332,6 +337,7 @@ def serve(
         background = _start_kafka_in_process(hub, metrics)
         if background is None:
             _survive_reraised_signals()
+        webhooks = _start_webhooks_in_process(hub)
         typer.echo(f"serving on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard)")
         try:
             api = create_app(hub, limits=limits, metrics=metrics)
@@ -339,6 +345,9 @@ def serve(
         finally:
             if background is not None:
                 background.stop()
+            if webhooks is not None:
+                webhooks[1].set()
+                webhooks[0].join(timeout=10)
 
 
 def _start_kafka_in_process(hub: Hub, metrics: Any) -> Any:
@@ -356,6 +365,16 @@ def _start_kafka_in_process(hub: Hub, metrics: Any) -> Any:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: background.stop_event.set())
     return background
+
+
+def _start_webhooks_in_process(hub: Hub) -> Any:
+    """Webhook deliveries as a thread of ``hub serve`` (HUB_SERVE_WEBHOOKS=false: run
+    ``hub webhooks`` apart)."""
+    if not hub.settings.serve_webhooks:
+        return None
+    from services.webhooks.dispatcher import dispatcher_for
+
+    return dispatcher_for(hub).start()
 
 
 def _survive_reraised_signals() -> None:
@@ -898,6 +917,110 @@ def _dlq_errors() -> Iterator[None]:
         raise _fail(
             "kafka_unavailable", f"cannot read the dead letters ({type(error).__name__})"
         ) from None
+
+
+@app.command()
+def webhooks() -> None:
+    """Deliver webhooks (every agency's endpoints) until SIGTERM/SIGINT."""
+    from services.webhooks.dispatcher import dispatcher_for
+
+    with _hub() as hub:
+        _run_until_signal(dispatcher_for(hub).run)
+
+
+@webhook_app.command("add")
+def webhook_add(
+    agency_id: Annotated[str, typer.Argument(metavar="AGENCY")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="https://… (public address)")],
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types", help="event types to deliver (e.g. handover.offered); all when absent"
+        ),
+    ] = None,
+    from_start: Annotated[
+        bool,
+        typer.Option("--from-start", help="deliver the agency's whole feed, not only new events"),
+    ] = False,
+) -> None:
+    """Register an endpoint; prints its secret once (last line, whsec_…)."""
+    from services.webhooks.endpoints import endpoints_for
+
+    wanted = [t for option in types or [] for t in option.split(",")]
+    with _hub() as hub:
+        endpoint, secret = endpoints_for(hub).add(agency_id, url, wanted, from_start=from_start)
+    typer.echo(f"webhook endpoint {endpoint.endpoint_id} for {endpoint.agency}: {endpoint.url}")
+    typer.echo("signing secret (shown once; Standard Webhooks):")
+    typer.echo(secret)
+
+
+@webhook_app.command("list")
+def webhook_list(
+    agency_id: Annotated[str | None, typer.Option("--agency", help="only this agency's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """The endpoints (never their secrets)."""
+    import json
+
+    from services.webhooks.endpoints import endpoints_for
+
+    with _hub() as hub:
+        found = endpoints_for(hub).listed(agency_id)
+    for endpoint in found:
+        row = endpoint.public()
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        state = "enabled" if endpoint.enabled else f"DISABLED ({endpoint.disabled_reason})"
+        kinds = ",".join(endpoint.types) or "all types"
+        typer.echo(
+            f"{endpoint.endpoint_id}  {endpoint.agency}  {endpoint.url}  {kinds}  {state}  "
+            f"position {endpoint.position}  failures {endpoint.failures}"
+        )
+
+
+@webhook_app.command("remove")
+def webhook_remove(endpoint_id: Annotated[str, typer.Argument(metavar="ENDPOINT_ID")]) -> None:
+    """Remove an endpoint and its delivery log."""
+    from services.webhooks.endpoints import endpoints_for
+
+    with _hub() as hub:
+        endpoints_for(hub).remove(endpoint_id)
+    typer.echo(f"removed webhook endpoint {endpoint_id}")
+
+
+@webhook_app.command("enable")
+def webhook_enable(endpoint_id: Annotated[str, typer.Argument(metavar="ENDPOINT_ID")]) -> None:
+    """Enable an endpoint again (after failures disabled it): retried at once."""
+    from services.webhooks.endpoints import endpoints_for
+
+    with _hub() as hub:
+        endpoint = endpoints_for(hub).enable(endpoint_id)
+    typer.echo(f"enabled webhook endpoint {endpoint.endpoint_id} (position {endpoint.position})")
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    endpoint_id: Annotated[str, typer.Argument(metavar="ENDPOINT_ID")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="newest first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """The endpoint's delivery log, newest first."""
+    import json
+
+    from services.webhooks.endpoints import endpoints_for
+
+    with _hub() as hub:
+        rows = endpoints_for(hub).deliveries(endpoint_id, limit=limit)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        outcome = "ok" if row["ok"] else f"FAILED {row['error']}"
+        typer.echo(
+            f"{row['at']}  event {row['event_id']}  position {row['position']}  "
+            f"attempt {row['attempt']}  {row['status'] or '-'}  {outcome}  {row['ms']} ms"
+        )
 
 
 def _require_kafka(hub: Hub) -> None:

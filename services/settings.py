@@ -109,6 +109,24 @@ class Settings(BaseSettings):
     health_file: Path | None = Field(
         None, description="hub relay / hub inbox touch this file while running (liveness probe)"
     )
+    webhooks_allow_private: bool = Field(
+        False,
+        description="deliver webhooks to loopback, private and link-local addresses and over "
+        "plain http (development and tests only)",
+    )
+    serve_webhooks: bool = Field(True, description="hub serve also delivers webhooks")
+    webhooks_timeout_s: float = Field(5.0, gt=0, le=60, description="per delivery attempt")
+    webhooks_retry_base_s: float = Field(
+        1.0, gt=0, description="first retry's wait; doubled after each failure in a row"
+    )
+    webhooks_retry_max_s: float = Field(300.0, gt=0, description="cap of the retry backoff")
+    webhooks_max_failures: int = Field(
+        10, ge=1, le=1000, description="failures in a row that disable an endpoint"
+    )
+    webhooks_poll_interval_s: float = Field(
+        0.1, gt=0, description="how often the dispatcher looks for new events"
+    )
+    webhooks_workers: int = Field(4, ge=1, le=64, description="endpoints served at once")
     log_level: str = Field("INFO", description="debug, info, warning, error or critical")
     log_format: Literal["auto", "json", "console"] = "auto"
     deadline_policy_file: Path | None = Field(

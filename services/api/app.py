@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.access import ReadService
-from services.api import dashboard, messages, ops, pages, reads, reports
+from services.access import FeedReads, ReadService
+from services.api import dashboard, feed, messages, ops, pages, reads, reports, webhooks
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
@@ -27,10 +27,12 @@ from services.api.read_your_writes import ReadYourWrites, ViewsWatch
 from services.api.readiness import readiness_for
 from services.api.threads import BlockingCalls
 from services.bootstrap import Hub
+from services.feed import EventFeed
+from services.webhooks.endpoints import endpoints_for
 
 __all__ = ["ViewsWatch", "create_app"]
 
-ROUTERS = (messages, reads, reports, dashboard, ops, pages)
+ROUTERS = (messages, reads, feed, webhooks, reports, dashboard, ops, pages)
 
 
 def create_app(
@@ -105,6 +107,9 @@ def create_app(
     )
     app.state.api = api
     app.state.readiness = readiness
+    app.state.feed = EventFeed(FeedReads(api.reads), hub.view_store, hub.views.position)
+    app.state.hub_views = hub.views
+    app.state.webhooks = endpoints_for(hub)
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)

@@ -27,11 +27,12 @@ from services.store import (
     agency_of_state,
     token_record,
 )
+from services.store.webhooks import WebhookTables, webhook_tables
 
 TOKENS_TRIGGER = "hub_tokens_changed"
 
 
-class HubPostgresRecorder(PostgresApplicationRecorder):
+class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
     legacy_receipts = False
 
     def create_table(self) -> None:
@@ -184,6 +185,12 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
         self._receipts = SQL("{}.hub_receipts").format(schema)
         self._tokens = SQL("{}.hub_tokens").format(schema)
         self._token_state = SQL("{}.hub_token_state").format(schema)
+        quoted = '"' + self.datastore.schema.replace('"', '""') + '"'
+        self._wh_endpoints = f"{quoted}.hub_webhooks"
+        self._wh_deliveries = f"{quoted}.hub_webhook_deliveries"
+        self._wh_placeholder = "%s"
+        for statement in webhook_tables(self._wh_endpoints, self._wh_deliveries):
+            self.sql_create_statements.append(SQL(statement))  # type: ignore[arg-type]
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
         # Participant keys live in their own schema, apart from the events.
         keys_schema = (

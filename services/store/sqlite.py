@@ -22,6 +22,7 @@ from services.store import (
     agency_of_state,
     token_record,
 )
+from services.store.webhooks import WebhookTables, webhook_tables
 
 # Keyed by (agency, message_id), by the unique index that ``_migrate_receipts``
 # creates. agency is NULL only in receipts migrated from before it, whose agency was
@@ -60,8 +61,9 @@ def _moment(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class HubSQLiteRecorder(SQLiteApplicationRecorder):
+class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
     legacy_receipts = False
+    _wh_endpoints, _wh_deliveries, _wh_placeholder = "hub_webhooks", "hub_webhook_deliveries", "?"
 
     def create_table(self) -> None:
         super().create_table()
@@ -149,6 +151,7 @@ class HubSQLiteRecorder(SQLiteApplicationRecorder):
             "created_at TEXT DEFAULT CURRENT_TIMESTAMP, destroyed_at TEXT)",
             "CREATE TABLE IF NOT EXISTS hub_key_check (id INTEGER PRIMARY KEY CHECK (id = 1), "
             "value BLOB NOT NULL)",
+            *webhook_tables("hub_webhooks", "hub_webhook_deliveries"),
         ]
 
     def _insert_events(
