@@ -2,8 +2,8 @@
 auditors read everything, the dashboard page reads ``/v1/dashboard``.
 
 This module only assembles: the services a ``Hub`` holds, the routers
-(``messages``, ``reads``, ``reports``, ``dashboard``, ``ops``), authentication (``auth``), the
-error shape (``errors``) and what wraps every request (``middleware``).
+(``messages``, ``reads``, ``reports``, ``dashboard``, ``ops``, ``fhir``), authentication
+(``auth``), the error shape (``errors``) and what wraps every request (``middleware``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.access import ReadService
-from services.api import dashboard, messages, ops, reads, reports
+from services.api import dashboard, fhir, messages, ops, reads, reports
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
@@ -28,7 +28,7 @@ from services.bootstrap import Hub
 
 __all__ = ["ViewsWatch", "create_app"]
 
-ROUTERS = (messages, reads, reports, dashboard, ops)
+ROUTERS = (messages, reads, reports, dashboard, ops, fhir)
 
 
 def create_app(
@@ -96,6 +96,7 @@ def create_app(
         routes=[route for module in ROUTERS for route in module.router.routes],
     )
     app.state.api = api
+    app.state.agencies = hub.registry  # the FHIR facade's Organization reads
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)
