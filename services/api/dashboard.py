@@ -15,13 +15,14 @@ from fastapi.responses import HTMLResponse, Response
 from services.api.auth import Caller
 from services.api.context import api_of
 from services.api.errors import documented
+from services.api.models import Dashboard, typed
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
 PAGE = STATIC / "dashboard.html"
 
 
-@router.get("/v1/dashboard", responses=documented(401))
+@router.get("/v1/dashboard", responses=documented(401), **typed(Dashboard))
 async def dashboard(caller: Caller, request: Request) -> dict[str, Any]:
     api = api_of(request)
     return await api.blocking.run(api.reads.dashboard, caller)
