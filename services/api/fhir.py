@@ -416,3 +416,10 @@ async def patch_task(resource_id: str, request: Request) -> Response:
 @router.put("/fhir/Task/{resource_id}", include_in_schema=False)
 async def put_task(resource_id: str, request: Request) -> Response:
     return await _change_task(request, resource_id, put=True)
+
+
+# Last, so every route above matches first: any other GET under /fhir/ answers as a
+# FHIR server does, with an OperationOutcome (other methods keep the hub's 404/405).
+@router.get("/fhir/{unknown:path}", include_in_schema=False)
+async def unknown_resource(unknown: str) -> Response:
+    return _outcome(404, "not_found", "no such FHIR resource or interaction here")

@@ -388,3 +388,84 @@ def test_the_sender_withdraws_and_the_reason_comes_from_the_history(
         200,
     )
     assert none["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "code"),
+    [
+        ("POST", "/fhir/Task", b"{not json", FHIR_JSON, 422, "invalid_json"),
+        ("POST", "/fhir/Task", b"[1, 2]", FHIR_JSON, 422, "invalid_request"),
+        ("POST", "/fhir/Task", b'{"resourceType": "Patient"}', FHIR_JSON, 422, "invalid_request"),
+        (
+            "POST",
+            "/fhir/Task",
+            b"{}",
+            {"Content-Type": "text/plain"},
+            415,
+            "unsupported_media_type",
+        ),
+        ("POST", "/fhir/Task", b"x" * 70_000, FHIR_JSON, 413, "too_large"),
+        ("GET", "/fhir/Task?_count=0", None, {}, 422, "invalid_request"),
+        ("GET", "/fhir/Task?_count=abc", None, {}, 422, "invalid_request"),
+        ("GET", "/fhir/Task?_lastUpdated=ge2026-12-01", None, {}, 422, "invalid_request"),
+        ("GET", "/fhir/Task?_lastUpdated=gestern", None, {}, 422, "invalid_request"),
+        ("GET", "/fhir/Task/..%2F..%2Fetc", None, {}, 404, "not_found"),
+        ("GET", "/fhir/Task/" + "z" * 64, None, {}, 404, "not_found"),
+        ("GET", "/fhir/Consent", None, {}, 422, "invalid_request"),
+        ("GET", "/fhir/AuditEvent?patient=not-a-uuid", None, {}, 200, None),
+        ("PATCH", "/fhir/Task/" + "0" * 64, b'{"status": 3}', FHIR_JSON, 404, "not_found"),
+    ],
+)
+def test_hostile_fhir_requests_get_operation_outcomes(
+    api: TestClient,
+    tokens: Tokens,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    code: str | None,
+) -> None:
+    response = api.request(method, path, content=body, headers={**tokens.of(CLINIC), **headers})
+    if code is None:
+        assert fhir_answer(response, status)["total"] == 0
+    else:
+        refusal(response, status, code)
+
+
+def test_a_status_patch_with_a_bad_body_is_refused_after_the_visibility_check(
+    api: TestClient, tokens: Tokens
+) -> None:
+    case_id = opened_with_consent(api, tokens)
+    task_id = fhir_answer(post_task(api, tokens, discharge_task(case_id)), 201)["id"]
+    jobcenter = {**tokens.of(JOBCENTER), **FHIR_JSON}
+    for body, status, code in [
+        ({"resourceType": "Task", "status": 3}, 422, "invalid_request"),
+        ([{"op": "remove", "path": "/status"}], 422, "invalid_request"),
+        ([{"op": "replace", "path": "/owner", "value": {}}], 422, "invalid_request"),
+        ({"resourceType": "Task", "status": "in-progress"}, 409, "invalid_transition"),
+    ]:
+        refusal(api.patch(f"/fhir/Task/{task_id}", json=body, headers=jobcenter), status, code)
+    refusal(
+        api.put(
+            f"/fhir/Task/{task_id}",
+            json={
+                "resourceType": "Task",
+                "status": "accepted",
+                "owner": {"reference": "Organization/x"},
+            },
+            headers=jobcenter,
+        ),
+        422,
+        "invalid_request",
+    )
+    # Auditors read, they do not decide.
+    refusal(
+        api.patch(
+            f"/fhir/Task/{task_id}",
+            json={"resourceType": "Task", "status": "accepted"},
+            headers={**tokens.audit(), **FHIR_JSON},
+        ),
+        403,
+        "forbidden",
+    )
