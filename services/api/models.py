@@ -170,18 +170,87 @@ class Verified(_Open):
 # ---- dashboard -------------------------------------------------------------------------
 
 
+class StageCount(_Open):
+    programme: str
+    site: str
+    stage: str
+    count: int
+
+
+class HandoverStateCount(_Open):
+    programme: str
+    from_agency: str
+    to_agency: str
+    kind: str
+    state: str
+    count: int
+
+
+class OfferToAccept(_Open):
+    from_agency: str
+    to_agency: str
+    count: int
+    median_hours: int | float
+    p90_hours: int | float
+
+
+class AssignmentToEmployment(_Open):
+    programme: str
+    site: str
+    count: int
+    median_days: int | float
+
+
+class EmployedWithinYear(_Open):
+    programme: str
+    site: str
+    assigned: int
+    employed: int
+    share: int | float = Field(description="employed / assigned, 0..1")
+
+
+class Places(_Open):
+    programme: str
+    site: str
+    used: int
+    capacity: int | None = Field(description="places of the site, null when not configured")
+
+
+class OpenOffers(_Open):
+    agency: str
+    open: int
+    overdue: int
+
+
+class OverdueHandover(_Open):
+    handover_id: str | None
+    case_id: str | None
+    agency: str | None
+    from_agency: str | None
+    kind: str | None
+    programme: str | None
+    site: str | None
+    due_at: str | None
+
+
+class RehabDecisions(_Open):
+    agency: str
+    met: int
+    missed: int
+
+
 class Dashboard(_Open):
-    """Figures per programme and site (an agency: of its programmes; ``programmes``
-    names them); each list's rows as in the dashboard page."""
+    """Figures per programme and site (an agency: of its programmes, which
+    ``programmes`` names, and the overdue handovers of its own cases)."""
 
     generated_at: str
-    cases_by_stage: list[dict[str, Any]]
-    handovers_by_state: list[dict[str, Any]]
-    offer_to_accept: list[dict[str, Any]]
-    assignment_to_employment: list[dict[str, Any]]
-    employed_within_12_months: list[dict[str, Any]]
-    places: list[dict[str, Any]]
-    open_offers: list[dict[str, Any]]
-    overdue_handovers: list[dict[str, Any]]
-    rehab_decisions: list[dict[str, Any]]
+    cases_by_stage: list[StageCount]
+    handovers_by_state: list[HandoverStateCount]
+    offer_to_accept: list[OfferToAccept]
+    assignment_to_employment: list[AssignmentToEmployment]
+    employed_within_12_months: list[EmployedWithinYear]
+    places: list[Places]
+    open_offers: list[OpenOffers]
+    overdue_handovers: list[OverdueHandover]
+    rehab_decisions: list[RehabDecisions]
     programmes: list[str] | None = None

@@ -50,3 +50,10 @@ def test_an_inbox_item_is_typed_down_to_its_fields(document: dict[str, Any]) -> 
     item = _resolved(document, inbox["properties"]["items"]["items"])
     assert item["properties"]["overdue"]["type"] == "boolean"
     assert {"handover_id", "case_id", "kind", "from_agency", "due_at"} <= set(item["required"])
+
+
+def test_dashboard_rows_are_typed(document: dict[str, Any]) -> None:
+    answer = document["paths"]["/v1/dashboard"]["get"]["responses"]["200"]
+    dashboard = _resolved(document, answer["content"]["application/json"]["schema"])
+    row = _resolved(document, dashboard["properties"]["open_offers"]["items"])
+    assert row["properties"]["overdue"]["type"] == "integer"
