@@ -10,6 +10,8 @@ as an ``OperationOutcome``. The mapping itself is ``services.fhir``; docs/fhir.m
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ from services.access import Principal
 from services.api.context import ApiContext, api_of
 from services.api.errors import ApiError, status_of
 from services.api.messages import _read_limited
+from services.api.reads import AGENCY_ID_PATTERN
 from services.errors import AgencyUnknown, CaseNotFound, NotInvolved, ServiceError
 from services.fhir import resources as fhir
 from services.fhir.codes import FHIR_JSON
@@ -105,6 +108,8 @@ async def organization(agency_id: str, request: Request) -> Response:
         api = api_of(request)
         await api.auth.caller_of(request)
         registry = request.app.state.agencies
+        if not _AGENCY_ID.match(agency_id):
+            raise _NotFound
         try:
             agency = await api.blocking.run(registry.get, agency_id)
         except AgencyUnknown:
@@ -181,11 +186,28 @@ def _page(request: Request, found: list[dict[str, Any]]) -> Response:
     )
 
 
+class _NoMatch(Exception):
+    """A search parameter that names nothing the hub can hold: no match."""
+
+
+_AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
+
+
 def _reference_param(request: Request, name: str, kind: str) -> str | None:
+    """The id a reference parameter names (``Kind/id`` or ``id``); ``_NoMatch`` for
+    one that cannot be an agency or case id (so it never reaches a query)."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    return raw[len(kind) + 1 :] if raw.startswith(f"{kind}/") else raw
+    value = raw[len(kind) + 1 :] if raw.startswith(f"{kind}/") else raw
+    if kind == "Patient":
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise _NoMatch from None
+    if not _AGENCY_ID.match(value):
+        raise _NoMatch
+    return value
 
 
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
@@ -261,9 +283,12 @@ async def search_tasks(request: Request) -> Response:
         api = api_of(request)
         caller = await api.auth.caller_of(request)
         _paging(request)  # refuse bad paging before any read
-        owner = _reference_param(request, "owner", "Organization")
-        requester = _reference_param(request, "requester", "Organization")
-        patient = _reference_param(request, "patient", "Patient")
+        try:
+            owner = _reference_param(request, "owner", "Organization")
+            requester = _reference_param(request, "requester", "Organization")
+            patient = _reference_param(request, "patient", "Patient")
+        except _NoMatch:
+            return _page(request, [])
         raw_status = request.query_params.get("status")
         statuses = set(raw_status.split(",")) if raw_status else set()
         bounds = _last_updated(request)
@@ -297,7 +322,10 @@ async def _patient_search(
         api = api_of(request)
         caller = await api.auth.caller_of(request)
         _paging(request)
-        patient = _reference_param(request, "patient", "Patient")
+        try:
+            patient = _reference_param(request, "patient", "Patient")
+        except _NoMatch:
+            return _page(request, [])
         if patient is None:
             raise ApiError(
                 422, "invalid_request", "this search names a patient (Patient/<case id>)"
@@ -305,7 +333,7 @@ async def _patient_search(
         await api.views.reach_recorded()
         try:
             found = await build(api, caller, patient)
-        except (NotInvolved, CaseNotFound, ValueError):
+        except (NotInvolved, CaseNotFound):
             found = []  # unknown or not the caller's: an empty searchset, as for none
         return _page(request, found)
 

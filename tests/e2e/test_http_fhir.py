@@ -413,6 +413,9 @@ def test_the_sender_withdraws_and_the_reason_comes_from_the_history(
         ("GET", "/fhir/Task/" + "z" * 64, None, {}, 404, "not_found"),
         ("GET", "/fhir/Consent", None, {}, 422, "invalid_request"),
         ("GET", "/fhir/AuditEvent?patient=not-a-uuid", None, {}, 200, None),
+        ("GET", "/fhir/Task?patient=Patient/not-a-uuid", None, {}, 200, None),
+        ("GET", "/fhir/Consent?patient=%00", None, {}, 200, None),
+        ("GET", "/fhir/Organization/%00", None, {}, 404, "not_found"),
         ("PATCH", "/fhir/Task/" + "0" * 64, b'{"status": 3}', FHIR_JSON, 404, "not_found"),
     ],
 )
