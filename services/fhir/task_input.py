@@ -54,9 +54,10 @@ def _code(concept: Any, system: str) -> str | None:
     return None
 
 
-def _message_id(task: dict[str, Any], agency: str) -> str:
-    """The Task's identifier (the sender's idempotency key): used as the message id
-    when it is a UUID, else a UUID derived from it and the sender."""
+def _message_id(task: dict[str, Any], agency: str, case_id: str) -> str:
+    """The Task's identifier (the sender's idempotency key): the message id itself
+    in the hub's system, else a UUID derived from it, the sender and the case (a
+    system numbering Tasks per patient does not collide across cases)."""
     for identifier in task.get("identifier") or []:
         if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
             continue
@@ -66,7 +67,8 @@ def _message_id(task: dict[str, Any], agency: str) -> str:
                 return str(UUID(value))
             except ValueError:
                 raise TaskRefused("a message-id identifier is a UUID") from None
-        return str(uuid5(_MESSAGE_NAMESPACE, f"{agency}|{identifier.get('system')}|{value}"))
+        key = f"{agency}|{case_id}|{identifier.get('system')}|{value}"
+        return str(uuid5(_MESSAGE_NAMESPACE, key))
     raise TaskRefused("Task.identifier names the sender's key for this Task (idempotency)")
 
 
@@ -118,7 +120,7 @@ def offered_message(body: Any, *, agency: str, actor: str) -> dict[str, Any]:
     kind = _code(body.get("code"), SYSTEM_HANDOVER_KIND)
     if kind is None:
         raise TaskRefused(f"Task.code names the handover kind in {SYSTEM_HANDOVER_KIND}")
-    message_id = _message_id(body, agency)
+    message_id = _message_id(body, agency, case_id)
     authored = body.get("authoredOn")
     if not isinstance(authored, str):
         # The moment of the offer is part of the message: a default of "now" would

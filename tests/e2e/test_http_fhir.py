@@ -140,6 +140,10 @@ def test_a_clinics_discharge_task_is_accepted_by_the_jobcenter(
     # Posted again (the system retries): the same Task, nothing recorded twice.
     again = fhir_answer(post_task(api, tokens, discharge_task(case_id)), 200)
     assert again["id"] == task_id
+    # The same key of the clinic's system for another patient is another Task.
+    other_case = opened_with_consent(api, tokens)
+    other = fhir_answer(post_task(api, tokens, discharge_task(other_case)), 201)
+    assert other["identifier"][0]["value"] != created["identifier"][0]["value"]
 
     inbox = api.get(f"/v1/agencies/{JOBCENTER}/inbox", headers=tokens.of(JOBCENTER)).json()
     (item,) = [i for i in inbox["items"] if i["case_id"] == case_id]
@@ -156,7 +160,7 @@ def test_a_clinics_discharge_task_is_accepted_by_the_jobcenter(
         200,
     )
     assert search["type"] == "searchset"
-    assert [e["resource"]["id"] for e in search["entry"]] == [task_id]
+    assert {e["resource"]["id"] for e in search["entry"]} == {task_id, other["id"]}
 
     accepted = fhir_answer(
         api.patch(
@@ -180,7 +184,7 @@ def test_a_clinics_discharge_task_is_accepted_by_the_jobcenter(
         ),
         200,
     )
-    assert after["total"] == 0
+    assert [e["resource"]["id"] for e in after["entry"]] == [other["id"]]
 
 
 def test_an_outsider_gets_the_answer_for_an_unknown_task(api: TestClient, tokens: Tokens) -> None:
