@@ -2,9 +2,9 @@
 auditors read everything, the dashboard page reads ``/v1/dashboard``.
 
 This module only assembles: the services a ``Hub`` holds, the routers
-(``messages``, ``reads``, ``reports``, ``dashboard``, ``ops``, ``pages``),
-authentication (``auth``), the error shape (``errors``) and what wraps every
-request (``middleware``).
+(``messages``, ``reads``, ``feed``, ``webhooks``, ``reports``, ``dashboard``,
+``ops``, ``pages``, ``fhir``), authentication (``auth``), the error shape
+(``errors``) and what wraps every request (``middleware``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.access import FeedReads, ReadService
-from services.api import dashboard, feed, messages, ops, pages, reads, reports, webhooks
+from services.api import dashboard, feed, fhir, messages, ops, pages, reads, reports, webhooks
 from services.api.auth import Authenticator
 from services.api.context import ApiContext
 from services.api.errors import install_error_handlers
@@ -32,7 +32,7 @@ from services.webhooks.endpoints import endpoints_for
 
 __all__ = ["ViewsWatch", "create_app"]
 
-ROUTERS = (messages, reads, feed, webhooks, reports, dashboard, ops, pages)
+ROUTERS = (messages, reads, feed, webhooks, reports, dashboard, ops, pages, fhir)
 
 
 def create_app(
@@ -110,6 +110,7 @@ def create_app(
     app.state.feed = EventFeed(FeedReads(api.reads), hub.view_store, hub.views.position)
     app.state.hub_views = hub.views
     app.state.webhooks = endpoints_for(hub)
+    app.state.agencies = hub.registry  # the FHIR facade's Organization reads
     app.add_middleware(RequestContext, metrics=api.metrics)
     install_error_handlers(app)
     install_openapi(app)

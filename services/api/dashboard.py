@@ -18,6 +18,7 @@ from services.access import Principal
 from services.api.auth import Caller
 from services.api.context import ApiContext, api_of
 from services.api.errors import documented
+from services.api.models import Dashboard, typed
 from services.errors import AgencyUnknown
 
 router = APIRouter()
@@ -35,7 +36,7 @@ Filter = Annotated[
 ]
 
 
-@router.get("/v1/dashboard", responses=documented(401, 422))
+@router.get("/v1/dashboard", responses=documented(401, 422), **typed(Dashboard))
 async def dashboard(
     caller: Caller, request: Request, programme: Filter = None, site: Filter = None
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator
 from services.api.auth import Caller
 from services.api.context import api_of
 from services.api.errors import READ_ERRORS, ApiError, documented
+from services.api.models import CaseHistory, Caseload, CaseView, Inbox, Verified, typed
 from services.errors import CaseNotFound, NotInvolved
 
 router = APIRouter()
@@ -53,13 +54,13 @@ async def unless_uninvolved(case_id: uuid.UUID, read: Awaitable[dict[str, Any]])
         raise CaseNotFound(f"case {case_id} does not exist") from None
 
 
-@router.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS)
+@router.get("/v1/agencies/{agency_id}/inbox", responses=READ_ERRORS, **typed(Inbox))
 async def inbox(agency_id: AgencyPath, caller: Caller, request: Request) -> dict[str, Any]:
     api = api_of(request)
     return await api.blocking.run(api.reads.inbox, caller, agency_id)
 
 
-@router.get("/v1/agencies/{agency_id}/cases", responses=READ_ERRORS)
+@router.get("/v1/agencies/{agency_id}/cases", responses=READ_ERRORS, **typed(Caseload))
 async def caseload(
     agency_id: AgencyPath,
     caller: Caller,
@@ -73,13 +74,13 @@ async def caseload(
     )
 
 
-@router.get("/v1/cases/{case_id}", responses=READ_ERRORS)
+@router.get("/v1/cases/{case_id}", responses=READ_ERRORS, **typed(CaseView))
 async def case(case_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
     api = api_of(request)
     return await unless_uninvolved(case_id, api.blocking.run(api.reads.case, caller, str(case_id)))
 
 
-@router.get("/v1/cases/{case_id}/history", responses=READ_ERRORS)
+@router.get("/v1/cases/{case_id}/history", responses=READ_ERRORS, **typed(CaseHistory))
 async def history(
     case_id: uuid.UUID,
     caller: Caller,
@@ -111,7 +112,7 @@ async def audit_reads(
     return await api.blocking.run(api.reads.reads_of_day, caller, day)
 
 
-@router.get("/v1/audit/verify", responses=documented(401, 403))
+@router.get("/v1/audit/verify", responses=documented(401, 403), **typed(Verified))
 async def audit_verify(caller: Caller, request: Request) -> dict[str, Any]:
     api = api_of(request)
     if not caller.is_auditor:
