@@ -277,8 +277,14 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                                 first_error = error
             except PipelineAborted:
                 if first_error is None:
+                    conn.close()  # see below
                     raise
             if first_error is not None:
+                # A statement refused inside a pipeline leaves psycopg's cache of
+                # prepared statements out of step with the server ("prepared statement
+                # _pg3_… does not exist" on this connection's next use, seen as 500s
+                # under a soak with repeats): the pool replaces a closed connection.
+                conn.close()
                 raise first_error
         return notification_ids
 
