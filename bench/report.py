@@ -221,6 +221,37 @@ FINDINGS: list[tuple[str, str, list[tuple[str, str]]]] = [
 ]
 
 
+# What the engineer who ran the benches found when looking into a failed row (server
+# logs kept with HUB_BENCH_SERVER_LOG, a shorter diagnostic run). Kept beside the
+# figures, which stay the commands' own; remove a note when its cause is fixed.
+NOTES = [
+    "**soak, 5xx on PostgreSQL**: the server's log of a 90 s diagnostic run (16 clients, "
+    "1 answer in 8,736 a 500) names `request_failed: eventsourcing.persistence."
+    "ProgrammingError` from `psycopg.errors.InvalidSqlStatementName: prepared statement "
+    '"_pg3_…" does not exist`, raised at `pipeline.sync()` in `services/store/postgres.py` '
+    "`insert_events`. Likely cause, not proven: psycopg's cache of prepared statements falls "
+    "out of step with the server after a pipeline that a repeated receipt's "
+    "`IntegrityError` aborted (the soak sends repeats). The message is not recorded "
+    "(accepted = recorded holds) and the client may send it again; the answer should "
+    "not be a 500. Not fixed on this branch.",
+    "**soak, server RSS**: growth is steady, not a warm-up: 91.6, 92.7, 94.8, 98.5 MiB at "
+    "15, 30, 60, 90 s in the diagnostic run; 92.9 → 113.1 MiB over the 5-minute run "
+    "(27,043 events, about 2,100 cases). Not attributed yet (needs a `tracemalloc` run of "
+    "`hub serve`); one structure that grows with every case written is "
+    "`services.crypto.FieldCipher._write_keys` (an unwrapped key per case, kept until "
+    "erasure), small at this size.",
+    "**hostile input, token revocation**: "
+    "`test_a_revoked_token_is_refused_by_a_second_app_on_the_same_store[sqlite]` failed in "
+    "the report's run (refused after 1.67 s, bound 1 s) while schemathesis, the fuzz and "
+    "other people's tests loaded both cores; alone it passes (2 of 2 in 1.6 s). The "
+    "one-second revocation holds on an idle machine, not under that load.",
+    "**crash, PostgreSQL**: a killed insert leaves its notification id unused, so the newest "
+    "id overstates the events (2,087 for 2,080 in one run); the bench counts the stored "
+    "events and reports the skipped ids apart. The views and the audit chain, which follow "
+    "the ids, were equal to a rebuild and intact.",
+]
+
+
 def _named_tests() -> list[tuple[str, str]]:
     named = [test for _n, _what, tests in FINDINGS for test in tests]
     missing = [
@@ -370,12 +401,14 @@ def _crash_lines(result: dict[str, Any], quick: bool) -> list[str]:
             f"{_n(r['messages sent (distinct message_id)']['value'])} messages, each retried "
             f"with its `message_id` until acknowledged; {r['run time']['value']:.0f} s"
         )
+        five = _n(r["5xx answers"]["value"]) if "5xx answers" in r else "?"
         verify = "passes" if r["hub audit verify passes"]["meets"] else "FAILS"
         found = (
             f"acknowledged {_n(r['acknowledged']['value'])} "
             f"({_n(r['acknowledged as a repeat (200) after a kill']['value'])} as a repeat "
             f"after a kill, {_n(r['retries (dropped, refused or 5xx tries)']['value'])} "
-            f"retried tries); events {_n(r['events recorded']['value'])} (one per message); "
+            f"retried tries, {five} 5xx); "
+            f"events {_n(r['events recorded']['value'])} (one per message); "
             f"acknowledged without a receipt {_n(r['acknowledged without a receipt']['value'])}; "
             f"views {'equal' if r['views equal a rebuild']['meets'] else 'DIFFER from'} a "
             f"rebuild; `hub audit verify` {verify}; "
@@ -481,6 +514,8 @@ def write_report() -> None:
             + ("all passed" if not hostile_failed else f"**{hostile_failed} FAILED**")
             + " |"
         )
+    out += ["", "## Notes on the failed rows", ""]
+    out += [f"- {note}" for note in NOTES]
     out += [
         "",
         "Not done here: kills of the view runner (`hub worker`), the relay and the inbox",
