@@ -229,11 +229,15 @@ NOTES = [
     "1 answer in 8,736 a 500) names `request_failed: eventsourcing.persistence."
     "ProgrammingError` from `psycopg.errors.InvalidSqlStatementName: prepared statement "
     '"_pg3_…" does not exist`, raised at `pipeline.sync()` in `services/store/postgres.py` '
-    "`insert_events`. Likely cause, not proven: psycopg's cache of prepared statements falls "
-    "out of step with the server after a pipeline that a repeated receipt's "
-    "`IntegrityError` aborted (the soak sends repeats). The message is not recorded "
-    "(accepted = recorded holds) and the client may send it again; the answer should "
-    "not be a 500. Not fixed on this branch.",
+    "`insert_events`. Reproduced in one process without HTTP: 16 threads recording 40 "
+    "cases each on one PostgreSQL hub, every third message sent twice, met 26 such errors; "
+    "the same without the repeats met none. So a repeated receipt's `IntegrityError` "
+    "inside the pipeline leaves psycopg's cache of prepared statements out of step with "
+    "that connection, and a later insert on it fails (SQLite is not affected). The message "
+    "is not recorded (accepted = recorded holds) and may be sent again, but the answer is "
+    "a 500. Not fixed on this branch (the store's code); a way out to try: no automatic "
+    "preparing on the pool's connections (`prepare_threshold=None`), or dropping a "
+    "connection whose pipeline failed.",
     "**soak, server RSS**: growth is steady, not a warm-up: 91.6, 92.7, 94.8, 98.5 MiB at "
     "15, 30, 60, 90 s in the diagnostic run; 92.9 → 113.1 MiB over the 5-minute run "
     "(27,043 events, about 2,100 cases). Not attributed yet (needs a `tracemalloc` run of "
