@@ -239,11 +239,16 @@ NOTES = [
     "preparing on the pool's connections (`prepare_threshold=None`), or dropping a "
     "connection whose pipeline failed.",
     "**soak, server RSS**: growth is steady, not a warm-up: 91.6, 92.7, 94.8, 98.5 MiB at "
-    "15, 30, 60, 90 s in the diagnostic run; 92.9 → 113.1 MiB over the 5-minute run "
-    "(27,043 events, about 2,100 cases). Not attributed yet (needs a `tracemalloc` run of "
-    "`hub serve`); one structure that grows with every case written is "
-    "`services.crypto.FieldCipher._write_keys` (an unwrapped key per case, kept until "
-    "erasure), small at this size.",
+    "15, 30, 60, 90 s in a diagnostic run; 92.9 → 113.1 MiB over the 5-minute run "
+    "(27,043 events, 2,080 cases). Attributed with `tracemalloc` in one process (600 "
+    "coaching cases recorded and folded after a warm-up, PostgreSQL): 5.6 MiB more, about "
+    "9.6 KiB per case, nearly all in the view runner's case cache "
+    "(`services/views/groups/cases.py`: every case's document, rows and dashboard "
+    "snapshot, and the decoded events they refer to). 2,080 cases × 9.6 KiB ≈ 20 MiB, the "
+    "growth measured. The cache is bounded only by `MAX_CACHED_DOCS = 200_000` cases "
+    "(≈ 2 GB at this size), so a long-running `hub serve` grows with the number of cases "
+    "it has written. Not fixed on this branch (the views' code): a live bound (an LRU of "
+    "a few thousand cases) would keep RSS flat.",
     "**hostile input, token revocation**: "
     "`test_a_revoked_token_is_refused_by_a_second_app_on_the_same_store[sqlite]` failed in "
     "the report's run (refused after 1.67 s, bound 1 s) while schemathesis, the fuzz and "
