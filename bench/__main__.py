@@ -1,17 +1,36 @@
-"""``python -m bench NAME [--quick]`` — NAME is one benchmark or ``all``."""
+"""``python -m bench NAME [--quick]`` — NAME is one benchmark or ``all``.
+
+``python -m bench report [--run-tests]`` writes docs/reliability.md (see bench.report).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import sys
 
 from services.logging import configure_logging
 
-BENCHMARKS = ["append", "kafka", "http", "rebuild", "query", "replay", "webhooks"]
+BENCHMARKS = [
+    "append",
+    "kafka",
+    "http",
+    "rebuild",
+    "query",
+    "replay",
+    "webhooks",
+    "soak",
+    "crash",
+]
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["report"]:
+        from bench.report import main as report_main
+
+        report_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("name", choices=[*BENCHMARKS, "all"])
     parser.add_argument("--quick", action="store_true", help="small sizes (what CI runs)")

@@ -78,7 +78,8 @@ def _recorded_events(url: str, var_dir: Path) -> int:
         hub.close()
 
 
-def _start_server(url: str, var_dir: Path, port: int) -> subprocess.Popen:
+def _start_server(url: str, var_dir: Path, port: int, log: Path | None = None) -> subprocess.Popen:
+    """``hub serve`` on ``url``; its log (JSON lines) to ``log`` when given, else dropped."""
     env = {
         **os.environ,
         "HUB_DATABASE_URL": url,
@@ -91,8 +92,8 @@ def _start_server(url: str, var_dir: Path, port: int) -> subprocess.Popen:
         [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("ab") if log else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -10,7 +10,10 @@ behaviour here that the other HTTP tests do not cover on both stores).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,12 @@ from services.demo import demo_id, load_demo
 from services.settings import Settings
 from tests.http_helpers import bearer, demo_tokens, served
 
-MAX_EXAMPLES = 40
+# CI keeps to 40 per operation, role and mode; the reliability report's run
+# (``python -m bench report --run-tests``) asks for more through the environment and
+# has the generated requests counted into HUB_SCHEMATHESIS_COUNT_FILE.
+MAX_EXAMPLES = int(os.environ.get("HUB_SCHEMATHESIS_MAX_EXAMPLES", "40"))
+COUNT_FILE = os.environ.get("HUB_SCHEMATHESIS_COUNT_FILE")
+SENT: Counter = Counter()  # generated requests by "METHOD path mode"
 OPERATIONS = [
     ("POST", "/v1/messages"),
     ("GET", "/v1/agencies/{agency_id}/inbox"),
@@ -96,8 +104,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                     "auditor": bearer(tokens.auditor),
                 },
             }
+            if COUNT_FILE:
+                _write_counts(base_url)
     finally:
         hub.close()
+
+
+def _write_counts(base_url: str) -> None:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    answered = re.findall(
+        r'^hub_http_requests_total\{route="[^"]*",status="(\d+)"\} (\S+)', text, re.M
+    )
+    by_status: Counter = Counter()
+    for status, count in answered:
+        by_status[status] += int(float(count))
+    Path(COUNT_FILE or "").write_text(
+        json.dumps(
+            {
+                "max_examples": MAX_EXAMPLES,
+                "generated_requests": sum(SENT.values()),
+                "by_run": dict(SENT),
+                "server_answers_by_status": dict(by_status),
+            },
+            indent=2,
+        )
+    )
 
 
 def test_the_served_document_has_exactly_the_api_md_operations(server: dict[str, Any]) -> None:
@@ -170,6 +201,7 @@ def test_no_5xx_and_every_answer_matches_the_document(
         if mode is GenerationMode.POSITIVE and aim is not None:
             _aim_at_real_data(case, aim)
         response = case.call(base_url=server["base_url"], headers=headers, timeout=10)
+        SENT[f"{method} {path} {role} {mode.value}"] += 1
         case.validate_response(response, checks=checks, headers=headers)
 
     check()
