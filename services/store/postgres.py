@@ -7,7 +7,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -290,3 +294,18 @@ class HubPostgresRecorder(PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+
+def prune_snapshots(recorder: PostgresAggregateRecorder, originator_id: UUID, version: int) -> None:
+    """Delete the snapshots of ``originator_id`` older than ``version`` (the library's
+    snapshot table, ``<name>_snapshots`` in the events' schema, apart from the events)."""
+    table = SQL("{}.{}").format(
+        Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+    )
+    with recorder.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(
+                table
+            ),
+            (originator_id, version),
+        )
