@@ -8,7 +8,7 @@ import os
 
 from services.logging import configure_logging
 
-BENCHMARKS = ["append", "kafka", "http", "rebuild", "query", "replay"]
+BENCHMARKS = ["append", "case-length", "kafka", "http", "rebuild", "query", "replay"]
 
 
 def main() -> None:
@@ -20,7 +20,8 @@ def main() -> None:
     # terminal is spared, so the table stays readable.
     configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115 - process-long
     for name in BENCHMARKS if args.name == "all" else [args.name]:
-        importlib.import_module(f"bench.{name}").run(quick=args.quick)
+        # A benchmark "case-length" is the module bench.case_length.
+        importlib.import_module(f"bench.{name.replace('-', '_')}").run(quick=args.quick)
 
 
 if __name__ == "__main__":
