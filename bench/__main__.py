@@ -14,6 +14,7 @@ from services.logging import configure_logging
 
 BENCHMARKS = [
     "append",
+    "case-length",
     "kafka",
     "http",
     "rebuild",
@@ -39,7 +40,8 @@ def main() -> None:
     # terminal is spared, so the table stays readable.
     configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115 - process-long
     for name in BENCHMARKS if args.name == "all" else [args.name]:
-        importlib.import_module(f"bench.{name}").run(quick=args.quick)
+        # A benchmark "case-length" is the module bench.case_length.
+        importlib.import_module(f"bench.{name.replace('-', '_')}").run(quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
         _prepare_sqlite(Path(env["SQLITE_DBNAME"]), settings)
     else:
         prepare_postgres(url)
-    app = _open_application(env)
+    app = _open_application(env, snapshot_interval=settings.snapshot_interval)
     registry = AgencyRegistry(app)
     cipher = FieldCipher(
         load_master_key(
@@ -111,10 +111,12 @@ def _prepare_sqlite(path: Path, settings: Settings) -> None:
         tighten(settings.var_dir, PRIVATE_DIR)  # the data directory is the hub's own
 
 
-def _open_application(env: dict[str, str], attempts: int = 5) -> HubApplication:
+def _open_application(
+    env: dict[str, str], *, snapshot_interval: int, attempts: int = 5
+) -> HubApplication:
     for attempt in range(attempts):
         try:
-            return HubApplication(env=env)
+            return HubApplication(env=env, snapshot_interval=snapshot_interval)
         except (InternalError, IntegrityError):
             # Processes starting together race on CREATE ... IF NOT EXISTS / OR REPLACE
             # ("tuple concurrently updated"); the loser simply tries again.

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         None, description="JSON file with per-programme deadline overrides"
     )
     concurrency_retries: int = Field(20, ge=0, le=1000)
+    snapshot_interval: int = Field(
+        100,
+        ge=0,
+        description="snapshot a case every N events, so a write replays fewer than N; 0: off",
+    )
     master_key: SecretStr | None = Field(
         None, description="base64 of 32 bytes; wraps every participant key"
     )

@@ -42,6 +42,7 @@ from domain.case.lifecycle_commands import LifecycleCommands
 from domain.case.record_commands import RecordCommands
 from domain.case.records import Appointment, Employment, Measure, Note
 from domain.case.rehab_commands import RehabCommands
+from domain.case.snapshot import CaseSnapshot
 from domain.policy import DeadlinePolicy
 from domain.values import Stage
 
@@ -107,6 +108,11 @@ class Case(
     CaseClosed = lifecycle_commands.CaseClosed
     CaseRead = lifecycle_commands.CaseRead
     ParticipantErased = lifecycle_commands.ParticipantErased
+
+    # How the library snapshots a case (``domain/case/snapshot.py``). No
+    # ``class_version`` yet (1): raise it, with ``upcast_v1_v2(state)`` beside it,
+    # when the shape of the state changes.
+    Snapshot = CaseSnapshot
 
     @event("CaseOpened")
     def __init__(

@@ -166,6 +166,26 @@ class HubStore(Protocol):
     def max_notification_id(self) -> int | None: ...
 
 
+def prune_snapshots(recorder: Any, originator_id: UUID, version: int) -> None:
+    """Keep only the latest snapshot of an aggregate: a load starts from the latest,
+    and a case's state can be large, so older ones would only fill the table (and
+    keep older copies of personal ciphertext)."""
+    from eventsourcing.sqlite import SQLiteAggregateRecorder
+
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        from services.store.sqlite import prune_snapshots as prune_sqlite
+
+        prune_sqlite(recorder, originator_id, version)
+        return
+    from eventsourcing.postgres import PostgresAggregateRecorder
+
+    if isinstance(recorder, PostgresAggregateRecorder):
+        from services.store.postgres import prune_snapshots as prune_postgres
+
+        prune_postgres(recorder, originator_id, version)
+    # Any other recorder (the library's in-memory one in tests) keeps them all.
+
+
 def eventsourcing_env(database_url: str) -> dict[str, str]:
     """Translate ``HUB_DATABASE_URL`` into the ``eventsourcing`` library's settings."""
     parsed = urlparse(database_url)

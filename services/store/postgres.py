@@ -8,7 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.errors import PipelineAborted
@@ -483,3 +487,18 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
 
 def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
+
+
+def prune_snapshots(recorder: PostgresAggregateRecorder, originator_id: UUID, version: int) -> None:
+    """Delete the snapshots of ``originator_id`` older than ``version`` (the library's
+    snapshot table, ``<name>_snapshots`` in the events' schema, apart from the events)."""
+    table = SQL("{}.{}").format(
+        Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+    )
+    with recorder.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(
+                table
+            ),
+            (originator_id, version),
+        )

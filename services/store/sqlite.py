@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor
 
 from services.store import (
     ADDED_TOKEN_COLUMNS,
@@ -330,3 +330,15 @@ class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
                 PositionedEvent(r["rowid"], r["originator_version"], r["topic"], r["state"])
                 for r in c.fetchall()
             ]
+
+
+def prune_snapshots(recorder: SQLiteAggregateRecorder, originator_id: UUID, version: int) -> None:
+    """Delete the snapshots of ``originator_id`` older than ``version`` (the library's
+    snapshot table, ``stored_snapshots``: apart from the events and their log)."""
+    with recorder.datastore.transaction(commit=True) as c:
+        c.execute(
+            # The table name is the recorder's own setting, never input.
+            f"DELETE FROM {recorder.events_table_name} "
+            "WHERE originator_id = ? AND originator_version < ?",
+            (originator_id.hex, version),
+        )
