@@ -102,6 +102,7 @@ class LifecycleCommands(CaseState):
             raise errors.NotLeadAgency("only the lead agency or an auditor may erase")
         if self.erased_at is not None:
             raise errors.AlreadyDone("the participant's data is already erased")
+        act.not_before(self.opened_at, "the opening of the case")
         if not ground:
             retention = (policy or DeadlinePolicy()).retention
             if self.closed_at is None:

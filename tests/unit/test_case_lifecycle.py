@@ -26,6 +26,7 @@ from domain.errors import (
     NotLeadAgency,
     NotReceiver,
     NotSender,
+    OccurredTooEarly,
     PlanMissing,
 )
 from domain.values import (
@@ -706,6 +707,14 @@ def test_erasure_happens_once() -> None:
         case.erase_participant(act(JOBCENTER, 11), reason="again", ground="Art. 17 (1) b DSGVO")
 
     assert case.erased_at == at(10)
+
+
+def test_erasure_dated_before_the_case_opened_is_refused() -> None:
+    """Found by the snapshot state machine: an erasure backdated before the opening."""
+    case = _case_with_notes()
+    with raises_domain(OccurredTooEarly, "occurred_too_early"):
+        case.erase_participant(act(JOBCENTER, -1), reason="backdated", ground="Art. 17 (1) b DSGVO")
+    assert case.erased_at is None
 
 
 def test_erasure_by_a_non_lead_agency_is_refused_unless_as_auditor() -> None:
