@@ -1,6 +1,10 @@
 """The dead-letter topic (``hub.inbox.dlq``): read it, and send its records back
 through the inbox (``hub dlq list`` / ``hub dlq replay``).
 
+Both forms are read: the Kafka Connect form the inbox writes (original key and value,
+the error and source in headers) and the JSON form it wrote before (the original as
+base64), for records already on the topic (``services/kafka/letters.py``).
+
 A dead letter is identified as ``PARTITION:OFFSET`` on the dead-letter topic.
 Reading assigns the partitions directly (no consumer group: listing moves no
 committed offset and never competes with the inbox). A list shows what the hub
@@ -17,9 +21,6 @@ to the topic a second time; the answer names the refusal.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 
+from services.kafka import letters
 from services.kafka.common import INBOX_PREFIX, client_options
 from services.kafka.inbox import Inbox, Outcome, RetryLater
 from services.settings import Settings
@@ -83,6 +85,8 @@ class DeadLetter:
     details: Any
     source: dict[str, Any]  # topic, partition, offset of the original record
     original: bytes
+    key: bytes | None = None  # the dead letter's key (Connect form: the original's)
+    form: str = "json"  # "connect" (headers) or "json" (written before the Connect form)
 
     @property
     def source_text(self) -> str:
@@ -91,23 +95,29 @@ class DeadLetter:
 
 
 def parse_letter(record: Any) -> DeadLetter:
-    """A dead letter from its record; ``dlq_record_invalid`` for what the inbox did not write."""
+    """A dead letter from its record, in either form (``services/kafka/letters.py``);
+    ``dlq_record_invalid`` for what the inbox did not write."""
     letter_id = LetterId(record.partition, record.offset)
     try:
-        value = json.loads(record.value)
-        original = base64.b64decode(value["original"], validate=True)
-        error = value["error"]
-        source = dict(value["source"])
-        code, message = str(error["code"]), str(error["message"])
-        details = error.get("details")
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+        found = letters.read(record)
+    except letters.NotALetter:
         raise DeadLetterError(
             "dlq_record_invalid", f"{letter_id} is not a dead letter the inbox wrote"
         ) from None
     moment = None
     if isinstance(record.timestamp, int) and record.timestamp >= 0:
         moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-    return DeadLetter(letter_id, moment, code, message, details, source, original)
+    return DeadLetter(
+        letter_id,
+        moment,
+        found.code,
+        found.message,
+        found.details,
+        found.source,
+        found.original,
+        key=found.key,
+        form=found.form,
+    )
 
 
 def _default_consumer(settings: Settings) -> KafkaConsumer:

@@ -6,12 +6,10 @@ are created. Each record's value is one API.md message, recorded through the
 same application service as HTTP. A record that cannot be recorded for a reason
 that will not go away (unparseable bytes, a schema error, a message whose
 ``agency`` is not the topic's agency, a rule refusal) is written to
-``hub.inbox.dlq`` with the original bytes, where it came from and why::
-
-    {"original": "<base64>", "source": {"topic", "partition", "offset"},
-     "error": {"code", "message", "details"?}}
-
-keyed by the source topic (keys carry no personal data). Offsets are committed
+``hub.inbox.dlq`` in the Kafka Connect form (``services/kafka/letters.py``): the
+original key and value unchanged, where it came from and why in headers, so it can
+be re-produced as it came (a key that is not a UUID is withheld: keys carry no
+personal data). Offsets are committed
 only after every record before them was recorded or dead-lettered, so a crash
 redelivers; a redelivered message is answered as a duplicate by ``message_id``.
 
@@ -23,8 +21,6 @@ error on one record is retried a few times, then dead-lettered as
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +34,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from domain.errors import DomainError
 from services.errors import ConcurrencyConflict, ServiceError
+from services.kafka import letters
 from services.kafka.common import (
     INBOX_PREFIX,
     Backoff,
@@ -269,18 +266,7 @@ class Inbox:
         message: str,
         details: Any = None,
     ) -> Any:
-        error: dict[str, Any] = {"code": code, "message": message}
-        if details:
-            error["details"] = details
-        value = {
-            "original": base64.b64encode(record.value or b"").decode("ascii"),
-            "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-            "error": error,
-        }
+        letter = letters.connect_form(record, code, message, details)
         log.info(
             "inbox_dead_lettered",
             topic=record.topic,
@@ -291,9 +277,7 @@ class Inbox:
         self.stats.by_code[code] = self.stats.by_code.get(code, 0) + 1
         self._unconfirmed.append(code)
         return self._producer.send(
-            self.dlq_topic,
-            key=record.topic.encode(),
-            value=json.dumps(value, separators=(",", ":")).encode(),
+            self.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
         )
 
     def _handle_guarded(self, record: Any) -> tuple[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -117,10 +116,15 @@ def test_agency_messages_from_kafka_are_recorded(
     for message in refused:
         assert store.find_receipt(UUID(message["message_id"])) is None
     dead = read_topic(kafka_bootstrap, ks.kafka_dlq_topic, expect=2, settle=0.3)
-    assert sorted(json.loads(r.value)["error"]["code"] for r in dead) == [
+    assert sorted(_headers(r)["hub.error.code"] for r in dead) == [
         "consent_missing",
         "forward_limit_reached",
     ]
+
+
+def _headers(record: Any) -> dict[str, str]:
+    """A dead letter's headers (the error and the source, in the Kafka Connect form)."""
+    return {name: value.decode() for name, value in record.headers}
 
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:
@@ -196,25 +200,23 @@ def test_each_kind_of_bad_message_lands_in_the_dlq_with_its_reason(
 
     dead = read_topic(kafka_bootstrap, ks.kafka_dlq_topic, expect=len(expected_dead), settle=0.5)
     assert len(dead) == len(expected_dead)
-    letters = [json.loads(r.value) for r in dead]
-    by_code = {
-        letter["error"]["code"]: (record, letter)
-        for record, letter in zip(dead, letters, strict=True)
-    }
+    by_code = {_headers(record)["hub.error.code"]: record for record in dead}
     assert set(by_code) == {code for _, _, code, _ in expected_dead}
     for agency, value, code, message_id in expected_dead:
-        record, letter = by_code[code]
+        record = by_code[code]
+        found = _headers(record)
         topic = f"hub.inbox.{agency}"
-        assert record.key == topic.encode()  # no personal data in keys
-        assert base64.b64decode(letter["original"]) == value
-        assert letter["source"]["topic"] == topic
-        assert isinstance(letter["source"]["partition"], int)
-        assert isinstance(letter["source"]["offset"], int)
-        assert letter["error"]["message"]
-        assert "Geheimname" not in json.dumps(letter["error"])
+        assert record.value == value  # the original, unchanged (Kafka Connect form)
+        assert record.key is None  # "k" is no UUID: withheld (no personal data in keys)
+        assert found["__connect.errors.topic"] == topic
+        assert found["__connect.errors.partition"].isdigit()
+        assert found["__connect.errors.offset"].isdigit()
+        assert found["__connect.errors.exception.class.name"] == code
+        assert found["__connect.errors.exception.message"]
+        assert "Geheimname" not in json.dumps(found)
         if message_id is not None:
             assert hub.app.store.find_receipt(UUID(message_id)) is None
-    assert by_code["schema_invalid"][1]["error"]["details"]
+    assert json.loads(_headers(by_code["schema_invalid"])["hub.error.details"])
     # Nothing was recorded for the bad ones: the opened case and the late case only.
     assert hub.app.recorder.max_notification_id() == events_before + 3  # + late agency
 

@@ -19,8 +19,10 @@ class _Producer:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, topic: str, *, key: bytes, value: bytes) -> None:
-        self.sent.append({"topic": topic, "key": key, **json.loads(value)})
+    def send(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.sent.append({"topic": topic, "key": key, "value": value, **dict(headers)})
 
 
 def _record(message: dict[str, Any], offset: int) -> Any:
@@ -28,7 +30,9 @@ def _record(message: dict[str, Any], offset: int) -> Any:
         topic=f"hub.inbox.{message['agency']}",
         partition=0,
         offset=offset,
+        key=message["case_id"].encode(),
         value=json.dumps(message).encode(),
+        headers=[],
     )
 
 
@@ -48,5 +52,8 @@ def test_the_inbox_keys_message_ids_by_agency(hub: Hub) -> None:
     ]
 
     assert outcomes == ["recorded", "recorded", "duplicate", "dead_lettered"]
-    assert [s["error"]["code"] for s in producer.sent] == ["message_id_reused"]
-    assert "Elsewhere" not in producer.sent[0]["error"]["message"]
+    assert [s["hub.error.code"] for s in producer.sent] == [b"message_id_reused"]
+    assert "Elsewhere" not in producer.sent[0]["__connect.errors.exception.message"].decode()
+    # The dead letter is the original record (Kafka Connect form), keyed by its case id.
+    assert producer.sent[0]["key"] == changed["case_id"].encode()
+    assert producer.sent[0]["value"] == json.dumps(changed).encode()
