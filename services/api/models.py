@@ -145,7 +145,9 @@ class CaseView(_Open):
 class HistoryItem(_Open):
     position: int
     type: str
-    agency: str
+    # None when an event is shown to an agency only for its data and the case view
+    # does not name its author (a chamber does not learn that a clinic opened it).
+    agency: str | None
     actor: str | None
     occurred_at: str | None
     recorded_at: str
