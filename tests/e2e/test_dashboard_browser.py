@@ -137,7 +137,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
     folder = tmp_path_factory.mktemp("dashboard")
     url, var = f"sqlite:///{folder / 'hub.db'}", folder / "var"
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("HUB_CAPACITY_FILE", str(ROOT / "deploy" / "capacity.json"))
+        env.setenv("HUB_CAPACITY_FILE", str(ROOT / "deploy" / "policy" / "capacity.json"))
         loaded = subprocess.run(
             [sys.executable, "-m", "services.cli", "demo", "--volume", str(VOLUME)],
             cwd=ROOT,
