@@ -21,27 +21,45 @@ higher of the two is used.
 Targets: at least 50,000 events/s on SQLite, and at least 0.4 of the raw rate on
 each store. Last, the same history with encryption off is rebuilt the default way:
 the encrypted rate must be at least 0.8 of it.
+
+Memory: each rebuild's peak RSS (the rebuilding process, and the audit trail's
+process beside it), with the view cache at its default bound (``HUB_VIEW_CACHE_MB``)
+and once unbounded for comparison (the rate it costs).
+
+Reads beside a rebuild: ``hub serve`` on the rebuilt store, ``READERS`` keep-alive
+clients reading one agency's inbox, caseload page and dashboard, first for
+``read_seconds`` with nothing else running (the baseline), then throughout a
+rebuild in another process, as ``hub projections rebuild`` runs beside a server:
+read p99 (target < 100 ms), and every answer must hold as many items as before
+(a partial view would hold fewer).
 """
 
 from __future__ import annotations
 
 import gc
+import http.client
 import json
 import os
+import resource
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from operator import attrgetter, itemgetter
+from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.common import Row, report, store_url, stores
 from bench.history import generate, write
+from bench.http import _free_port, _start_server, _stop_server
 from services.bootstrap import Hub, build_hub
 from services.logging import configure_logging
 from services.settings import Settings
+from services.views.groups.cases import DEFAULT_CACHE_MB
 from services.views.rebuild import PARALLEL_FROM, rebuild_views
 
 FULL_EVENTS = 1_000_000
@@ -49,6 +67,9 @@ QUICK_EVENTS = 20_000
 TARGET_RATE = {"sqlite": 50_000.0}
 TARGET_RATIO = 0.4
 CRYPTO_TARGET = 0.8
+TARGET_READ_P99_MS = 100.0
+READERS = 2
+UNBOUNDED_CACHE_MB = 1_000_000
 T = TypeVar("T")
 
 
@@ -92,14 +113,41 @@ def _read_rate(
 
 
 @dataclass
+class Rebuilt:
+    rate: float  # events/s
+    rss_mb: float  # peak RSS of the rebuilding process
+    child_rss_mb: float  # of the audit trail's process beside it (0: none)
+
+
+@dataclass
+class Reads:
+    """What the readers of ``read_beside`` saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    partial: int = 0  # answers with fewer (or more) items than before the rebuild
+    errors: int = 0
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+@dataclass
 class Measured:
     events: int
     cases: int
     raw: float
     library_raw: float  # the same through select_notifications
-    rebuild: float  # as ``hub projections rebuild`` does it on this machine
-    other_way: float  # with the audit trail in the same process, or in its own
+    rebuild: Rebuilt  # as ``hub projections rebuild`` does it on this machine
+    other_way: Rebuilt  # with the audit trail in the same process, or in its own
+    unbounded: Rebuilt  # as ``rebuild``, the view cache unbounded
     parallel: bool  # what ``rebuild`` was
+    idle_reads: Reads
+    rebuild_reads: Reads
+    beside: Rebuilt  # the rebuild the reads ran beside
 
 
 def measure(url: str, var: str, size: int, say: Any) -> Measured:
@@ -120,13 +168,36 @@ def measure(url: str, var: str, size: int, say: Any) -> Measured:
     for parallel in (default, not default):
         rates[parallel] = fresh(rebuild_in_process, url, var, parallel, cases, events)
         how = "audit trail in a second process" if parallel else "one process"
-        say(f"  rebuild ({how}): {events:,} events in {events / rates[parallel]:.1f} s")
+        say(
+            f"  rebuild ({how}): {events:,} events in {events / rates[parallel].rate:.1f} s, "
+            f"{_rss(rates[parallel])}"
+        )
+    unbounded = fresh(rebuild_in_process, url, var, default, cases, events, UNBOUNDED_CACHE_MB)
+    say(f"  rebuild, view cache unbounded: {events / unbounded.rate:.1f} s, {_rss(unbounded)}")
     raw_after = fresh(read_in_process, url, var, "raw")
     say(f"  raw read and decode again: {raw_after:,.0f} events/s")
     raw = max(raw_before, raw_after)
     library = fresh(read_in_process, url, var, "library")
     say(f"  read through select_notifications and decode: {library:,.0f} events/s")
-    return Measured(events, cases, raw, library, rates[default], rates[not default], default)
+    idle, during, beside = read_beside(url, var, cases, events, written.agency, say)
+    return Measured(
+        events,
+        cases,
+        raw,
+        library,
+        rates[default],
+        rates[not default],
+        unbounded,
+        default,
+        idle,
+        during,
+        beside,
+    )
+
+
+def _rss(rebuilt: Rebuilt) -> str:
+    beside = f" (+ {rebuilt.child_rss_mb:,.0f} MB audit process)" if rebuilt.child_rss_mb else ""
+    return f"peak RSS {rebuilt.rss_mb:,.0f} MB{beside}"
 
 
 def fresh(function: Callable[..., T], *args: Any) -> T:
@@ -135,15 +206,15 @@ def fresh(function: Callable[..., T], *args: Any) -> T:
         return pool.submit(function, *args).result()
 
 
-def _settings(url: str, var: str) -> Settings:
+def _settings(url: str, var: str, cache_mb: int = DEFAULT_CACHE_MB) -> Settings:
     # WARNING: the second process of a rebuild would log its audit checkpoints.
-    return Settings(database_url=url, var_dir=var, log_level="WARNING")
+    return Settings(database_url=url, var_dir=var, log_level="WARNING", view_cache_mb=cache_mb)
 
 
-def _in_process(url: str, var: str) -> Hub:
+def _in_process(url: str, var: str, cache_mb: int = DEFAULT_CACHE_MB) -> Hub:
     # As ``python -m bench`` logs: production JSON, to nowhere.
     configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115 - process-long
-    return build_hub(_settings(url, var))
+    return build_hub(_settings(url, var, cache_mb))
 
 
 @dataclass
@@ -152,6 +223,7 @@ class Written:
     cases: int
     rate: float  # events/s into the store
     generated_s: float
+    agency: str  # the first region's Jobcenter, for the readers
 
 
 def write_history(url: str, var: str, size: int, encrypt: bool) -> Written:
@@ -164,7 +236,7 @@ def write_history(url: str, var: str, size: int, encrypt: bool) -> Written:
         started = time.perf_counter()
         write(hub.app.recorder, history.events)
         rate = len(history) / (time.perf_counter() - started)
-        return Written(len(history), history.cases, rate, generated)
+        return Written(len(history), history.cases, rate, generated, history.regions[0].jobcenter)
     finally:
         hub.close()
 
@@ -179,10 +251,17 @@ def read_in_process(url: str, var: str, how: str) -> float:
         hub.close()
 
 
-def rebuild_in_process(url: str, var: str, parallel: bool | None, cases: int, events: int) -> float:
+def rebuild_in_process(
+    url: str,
+    var: str,
+    parallel: bool | None,
+    cases: int,
+    events: int,
+    cache_mb: int = DEFAULT_CACHE_MB,
+) -> Rebuilt:
     """A child's part: rebuild every view (``parallel``: as ``rebuild_views``), check
-    the result, return events/s."""
-    hub = _in_process(url, var)
+    the result; events/s and peak RSS."""
+    hub = _in_process(url, var, cache_mb)
     try:
         started = time.perf_counter()
         applied = rebuild_views(hub, parallel=parallel)
@@ -190,9 +269,134 @@ def rebuild_in_process(url: str, var: str, parallel: bool | None, cases: int, ev
         if applied != events:
             raise RuntimeError(f"rebuild applied {applied} events, expected {events}")
         check(hub, cases, events)
-        return applied / seconds
+        # ru_maxrss is in KiB on Linux; the children's: the largest waited-for child.
+        return Rebuilt(
+            applied / seconds,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        )
     finally:
         hub.close()
+
+
+def issue_token(url: str, var: str, agency: str) -> str:
+    """A child's part: a bearer token for ``agency`` (registered by the history)."""
+    hub = _in_process(url, var)
+    try:
+        return hub.tokens.issue_agency_token(agency)
+    finally:
+        hub.close()
+
+
+def read_beside(
+    url: str, var: str, cases: int, events: int, agency: str, say: Any
+) -> tuple[Reads, Reads, Rebuilt]:
+    """``hub serve`` on the store; readers alone for ``seconds``, then throughout a
+    rebuild in another process. (idle reads, reads during the rebuild, the rebuild)."""
+    seconds = 3.0 if events <= QUICK_EVENTS else 10.0
+    token = fresh(issue_token, url, var, agency)
+    port = _free_port()
+    server = _start_server(url, Path(var), port)
+    try:
+        expected = _counts(port, token, agency)
+        idle = _read_while(port, token, agency, expected, lambda: time.sleep(seconds))
+        say(
+            f"  reads beside hub serve, nothing else running: {len(idle.latencies):,} reads, "
+            f"p50 {idle.p(0.5):.1f} ms, p99 {idle.p(0.99):.1f} ms"
+        )
+        result: list[Rebuilt] = []
+        during = _read_while(
+            port,
+            token,
+            agency,
+            expected,
+            lambda: result.append(fresh(rebuild_in_process, url, var, None, cases, events)),
+        )
+        say(
+            f"  reads during a rebuild ({events / result[0].rate:.1f} s): "
+            f"{len(during.latencies):,} reads, p50 {during.p(0.5):.1f} ms, "
+            f"p99 {during.p(0.99):.1f} ms, {during.partial} partial answers"
+        )
+    finally:
+        _stop_server(server)
+    return idle, during, result[0]
+
+
+def _get(conn: http.client.HTTPConnection, path: str, token: str) -> tuple[int, Any]:
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    body = response.read()
+    return response.status, json.loads(body) if response.status == 200 else None
+
+
+def _paths(agency: str) -> dict[str, str]:
+    return {
+        "inbox": f"/v1/agencies/{agency}/inbox",
+        "cases": f"/v1/agencies/{agency}/cases",
+        "dashboard": "/v1/dashboard",
+    }
+
+
+def _counts(port: int, token: str, agency: str) -> dict[str, int]:
+    """Items in the inbox and on the first caseload page, before anything runs."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        counts = {}
+        for name, path in _paths(agency).items():
+            status, body = _get(conn, path, token)
+            if status != 200:
+                raise RuntimeError(f"GET {path}: {status}")
+            if name != "dashboard":
+                counts[name] = len(body["items"])
+        return counts
+    finally:
+        conn.close()
+
+
+def _read_while(
+    port: int, token: str, agency: str, expected: dict[str, int], work: Callable[[], None]
+) -> Reads:
+    """``READERS`` clients reading in turn until ``work()`` returns."""
+    reads = Reads()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def reader() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        paths = _paths(agency)
+        try:
+            while not stop.is_set():
+                for name, path in paths.items():
+                    began = time.perf_counter()
+                    try:
+                        status, body = _get(conn, path, token)
+                    except (OSError, http.client.HTTPException):
+                        with lock:
+                            reads.errors += 1
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                        continue
+                    took = time.perf_counter() - began
+                    short = name in expected and (
+                        status != 200 or len(body["items"]) != expected[name]
+                    )
+                    with lock:
+                        reads.latencies.append(took)
+                        reads.statuses[status] += 1
+                        reads.partial += short
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(READERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        work()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    return reads
 
 
 def check(hub: Hub, cases: int, events: int) -> None:
@@ -217,7 +421,7 @@ def run(*, quick: bool) -> None:
         with store_url(store) as url, tempfile.TemporaryDirectory(prefix="hub-bench-") as var:
             m = measure(url, var, size, say)
         label = f"{m.events:,} events, {m.cases:,} cases"
-        default_rates[store] = m.rebuild
+        default_rates[store] = m.rebuild.rate
         rows.append(
             Row(
                 case=f"raw read + JSON decode ({label})",
@@ -242,19 +446,19 @@ def run(*, quick: bool) -> None:
                 meets=None,
             )
         )
-        ratio = m.rebuild / m.raw
+        ratio = m.rebuild.rate / m.raw
         floor = TARGET_RATE.get(store)
         target = f">= {TARGET_RATIO} x raw"
         meets = ratio >= TARGET_RATIO
         if floor is not None:
             target = f">= {floor:,.0f}/s and {target}"
-            meets = meets and m.rebuild >= floor
+            meets = meets and m.rebuild.rate >= floor
         rows.append(
             Row(
                 case=f"rebuild all views, {'two processes' if m.parallel else 'one process'} "
                 f"({label})",
                 store=store,
-                value=m.rebuild,
+                value=m.rebuild.rate,
                 unit="events/s",
                 baseline=m.raw,
                 ratio=ratio,
@@ -267,14 +471,16 @@ def run(*, quick: bool) -> None:
                 case=f"rebuild all views, {'one process' if m.parallel else 'two processes'} "
                 f"({label})",
                 store=store,
-                value=m.other_way,
+                value=m.other_way.rate,
                 unit="events/s",
                 baseline=m.raw,
-                ratio=m.other_way / m.raw,
+                ratio=m.other_way.rate / m.raw,
                 target="for comparison",
                 meets=None,
             )
         )
+        rows += memory_rows(store, m)
+        rows += read_rows(store, m)
     rows += crypto_rows(size, rates=default_rates, say=say)
     report("rebuild", rows, quick=quick)
 
@@ -288,7 +494,7 @@ def crypto_rows(size: int, rates: dict[str, float], say: Any) -> list[Row]:
         say(f"rebuild on {store}, encryption off:")
         with store_url(store) as url, tempfile.TemporaryDirectory(prefix="hub-bench-") as var:
             plain = fresh(write_history, url, var, size, False)
-            rate = fresh(rebuild_in_process, url, var, None, plain.cases, plain.events)
+            rate = fresh(rebuild_in_process, url, var, None, plain.cases, plain.events).rate
             say(f"  rebuild: {plain.events:,} events ({rate:,.0f}/s)")
         rows.append(
             Row(
@@ -303,3 +509,97 @@ def crypto_rows(size: int, rates: dict[str, float], say: Any) -> list[Row]:
             )
         )
     return rows
+
+
+def memory_rows(store: str, m: Measured) -> list[Row]:
+    """Peak RSS of the rebuilds, the view cache at its default bound and unbounded."""
+    how = "two processes" if m.parallel else "one process"
+    rows = [
+        Row(
+            case=f"peak RSS, rebuilding process ({how}, HUB_VIEW_CACHE_MB={DEFAULT_CACHE_MB})",
+            store=store,
+            value=m.rebuild.rss_mb,
+            unit="MB",
+            baseline=m.unbounded.rss_mb,
+            ratio=m.rebuild.rss_mb / m.unbounded.rss_mb,
+            target="baseline: the cache unbounded",
+            meets=None,
+        ),
+        Row(
+            case="rebuild all views, view cache unbounded",
+            store=store,
+            value=m.unbounded.rate,
+            unit="events/s",
+            baseline=m.rebuild.rate,
+            ratio=m.unbounded.rate / m.rebuild.rate,
+            target="for comparison",
+            meets=None,
+        ),
+    ]
+    if m.rebuild.child_rss_mb:
+        rows.append(
+            Row(
+                case="peak RSS, the audit trail's process beside it",
+                store=store,
+                value=m.rebuild.child_rss_mb,
+                unit="MB",
+                baseline=None,
+                ratio=None,
+                target="for comparison",
+                meets=None,
+            )
+        )
+    return rows
+
+
+def read_rows(store: str, m: Measured) -> list[Row]:
+    """Read latency beside ``hub serve`` during a rebuild, against reads alone."""
+    idle, during = m.idle_reads, m.rebuild_reads
+    p99 = during.p(0.99)
+    return [
+        Row(
+            case=f"read p99 beside hub serve during a rebuild ({len(during.latencies):,} reads "
+            f"by {READERS} clients: inbox, caseload page, dashboard)",
+            store=store,
+            value=p99,
+            unit="ms",
+            baseline=idle.p(0.99),
+            ratio=p99 / idle.p(0.99),
+            target=f"< {TARGET_READ_P99_MS:g} ms",
+            meets=p99 < TARGET_READ_P99_MS,
+        ),
+        Row(
+            case="read p50 during the rebuild (baseline: reads alone)",
+            store=store,
+            value=during.p(0.5),
+            unit="ms",
+            baseline=idle.p(0.5),
+            ratio=during.p(0.5) / idle.p(0.5),
+            target="for comparison",
+            meets=None,
+        ),
+        Row(
+            case="partial or failed answers during the rebuild",
+            store=store,
+            value=float(
+                during.partial
+                + during.errors
+                + sum(n for status, n in during.statuses.items() if status != 200)
+            ),
+            unit="answers",
+            baseline=None,
+            ratio=None,
+            target="0",
+            meets=during.partial + during.errors == 0 and set(during.statuses) == {200},
+        ),
+        Row(
+            case="the rebuild beside the reads",
+            store=store,
+            value=m.beside.rate,
+            unit="events/s",
+            baseline=m.rebuild.rate,
+            ratio=m.beside.rate / m.rebuild.rate,
+            target="for comparison",
+            meets=None,
+        ),
+    ]

@@ -74,7 +74,12 @@ def build_hub(settings: Settings | None = None) -> Hub:
             SQLiteViewStore if settings.is_sqlite else PostgresViewStore  # type: ignore[arg-type]
         ),
     )
-    runner = ViewRunner(app.recorder, view_store, checkpoint_every=settings.audit_checkpoint_every)
+    runner = ViewRunner(
+        app.recorder,
+        view_store,
+        checkpoint_every=settings.audit_checkpoint_every,
+        cache_bytes=settings.view_cache_mb * 2**20,
+    )
     messages = MessageService(
         app,
         registry,

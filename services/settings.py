@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(
         1000, ge=1, description="store and log the audit chain's head every N events"
     )
+    view_cache_mb: int = Field(
+        512,
+        ge=1,
+        description="memory the view runner keeps case documents in (estimated), live and "
+        "in a rebuild; beyond it the documents used longest ago are dropped",
+    )
     capacity_file: Path | None = Field(
         None, description='JSON {"programme": {"site": places}} for the dashboard'
     )

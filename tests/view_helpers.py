@@ -92,11 +92,24 @@ def snapshot(view_store: Any) -> dict[str, Any]:
     }
 
 
-def row_counts(view_store: Any) -> dict[str, int]:
+def row_counts(view_store: Any, suffix: str = "") -> dict[str, int]:
+    """Rows per view table (``suffix``: of a rebuild's shadow tables, e.g. ``__next``)."""
     return {
-        table: view_store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+        table: view_store.query(f"SELECT COUNT(*) AS n FROM {table}{suffix}")[0]["n"]
         for table in VIEW_TABLES
     }
+
+
+def table_names(view_store: Any) -> set[str]:
+    """Every table in the views' database (PostgreSQL: in the hub's schema)."""
+    if view_store.P == "?":
+        rows = view_store.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = view_store.query(
+            "SELECT table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()"
+        )
+    return {row["name"] for row in rows}
 
 
 def stored_events(hub: Hub) -> list[Any]:

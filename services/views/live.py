@@ -48,11 +48,6 @@ class LiveViews:
                 self._applied_position = position
                 self._applied.notify_all()
 
-    def restart(self) -> None:
-        """The views were reset (a rebuild): nothing is known applied any more."""
-        with self._applied:
-            self._applied_position = 0
-
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
         """True once every view has applied ``position``.
 

@@ -1,8 +1,10 @@
 """Rebuilding views, the audit trail in a second process beside the case views.
 
 The audit trail and the case views share nothing but the notification log they
-read: each process reads it and commits its own rows with its own positions, so
-on two or more cores a rebuild takes about as long as the slower of the two.
+read: each process reads it and commits its own rows with its own positions into
+the rebuild's shadow tables, so on two or more cores a rebuild takes about as long
+as the slower of the two. This process then catches both up and swaps them in
+together (``ViewRunner.swap_in``); the live views serve until then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from multiprocessing import get_context
 from typing import TYPE_CHECKING
 
 from services.views.groups import view_groups
-from services.views.sql.schema import GROUPS
+from services.views.sql.schema import GROUPS, SHADOWS
+from services.views.swap import shadow_build
 
 if TYPE_CHECKING:
     from services.bootstrap import Hub
@@ -32,7 +35,8 @@ def rebuild_views(
     *,
     parallel: bool | None = None,
 ) -> int:
-    """Drop and rebuild ``groups``; returns the number of events applied.
+    """Rebuild ``groups`` beside the live views and swap them in; returns the number
+    of events applied.
 
     ``parallel``: rebuild the audit trail in a second process (default: when there
     are at least ``PARALLEL_FROM`` events and more than one core). ``progress``
@@ -43,22 +47,34 @@ def rebuild_views(
         parallel = events >= PARALLEL_FROM and (os.cpu_count() or 1) > 1
     if not (parallel and "audit" in groups and "cases" in groups):
         return hub.views.rebuild(groups, progress)
-    # spawn, not fork: the parent holds database connections and may run threads.
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        audit = pool.submit(rebuild_in_own_process, hub.settings, ("audit",))
-        cases = hub.views.sibling(tuple(g for g in groups if g != "audit"))
-        applied = cases.rebuild(progress=progress)
-        return max(applied, audit.result())
+    with shadow_build(hub.view_store, groups):
+        # spawn, not fork: the parent holds database connections and may run threads.
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            audit = pool.submit(fill_in_own_process, hub.settings, ("audit",), os.getpid())
+            cases = hub.views.sibling(tuple(g for g in groups if g != "audit"), tables=SHADOWS)
+            # Each counts the events up to where it stopped; the swap the rest.
+            applied = min(cases.fill(progress), audit.result())
+        applied += hub.views.sibling(groups, tables=SHADOWS).swap_in()
+    # This process's live runner sees the new generation at its next page.
+    return applied
 
 
-def rebuild_in_own_process(settings: Settings, groups: tuple[str, ...]) -> int:
-    """A child process's part: its own hub from the same settings, its own runner."""
+def fill_in_own_process(settings: Settings, groups: tuple[str, ...], parent: int) -> int:
+    """A child process's part: its own hub from the same settings, its own runner
+    filling the shadow tables of ``groups`` (prepared by the parent)."""
     from services.bootstrap import build_hub
     from services.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     hub = build_hub(settings)
+
+    def orphaned(_done: int, _total: int) -> None:
+        # The parent was killed: stop rather than write into tables nobody will swap
+        # in (the next rebuild drops them).
+        if os.getppid() != parent:
+            raise SystemExit(1)
+
     try:
-        return hub.views.sibling(groups).rebuild()
+        return hub.views.sibling(groups, tables=SHADOWS).fill(orphaned)
     finally:
         hub.close()

@@ -1,6 +1,7 @@
 """Rebuilds: the audit trail in a second process, case views written once at the end
-(or whenever the cache is full), a rebuild killed half-way resumed exactly once, and
-a rebuild beside a live runner in another process.
+(or whenever the cache is full), all of it into shadow tables beside the live views,
+a rebuild killed half-way leaving the live views serving and the next one starting
+clean, and a rebuild beside a live runner in another process.
 
 Every test runs on SQLite and PostgreSQL; "the same rows" compares every view table
 row by row (``tests.view_helpers.snapshot``) with what the live runner built.
@@ -20,6 +21,7 @@ from services.bootstrap import Hub
 from services.views.groups import cases as case_views
 from services.views.rebuild import rebuild_views
 from services.views.runner import ViewRunner, view_groups
+from services.views.sql.schema import SHADOW, SHADOWS
 from services.views.store import GROUPS
 from services.views.verify import verify_chain
 from tests.view_helpers import (
@@ -32,6 +34,7 @@ from tests.view_helpers import (
     register_test_agencies,
     row_counts,
     snapshot,
+    table_names,
 )
 
 CASES = 120
@@ -86,21 +89,35 @@ def test_a_rebuild_of_more_cases_than_its_cache_holds_writes_them_in_several_flu
 def test_a_rebuild_defers_case_rows_but_not_the_audit_trail(
     hub: Hub, recorded: tuple[int, dict[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    head, _ = recorded
-    seen: list[tuple[int, dict[str, int], dict[str, int]]] = []
+    """In the shadow tables; the live views stay whole and at the head meanwhile."""
+    head, incremental = recorded
+    seen: list[tuple[int, dict[str, int], dict[str, int], dict[str, int], object]] = []
     runner = ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE, rebuild_page_size=PAGE)
+    shadow = runner.sibling(runner.groups, tables=SHADOWS)
 
     def progress(done: int, _total: int) -> None:
-        seen.append((done, runner.positions(), row_counts(hub.view_store)))
+        seen.append(
+            (
+                done,
+                shadow.positions(),
+                row_counts(hub.view_store, SHADOW),
+                runner.positions(),
+                snapshot(hub.view_store),
+            )
+        )
 
     runner.rebuild(progress=progress)
 
-    done, positions, rows = seen[0]  # after the first page
+    done, positions, rows, _, _ = seen[0]  # after the first page
     assert done == PAGE
     assert positions == {"cases": 0, "dashboard": 0, "audit": PAGE}
     assert rows["view_case_docs"] == 0
     assert rows["view_audit"] == PAGE
     assert seen[-1][1] == dict.fromkeys(GROUPS, head)
+    for *_, live_positions, live in seen:
+        assert live_positions == dict.fromkeys(GROUPS, head)
+        assert live == incremental
+    assert snapshot(hub.view_store) == incremental
 
 
 KILLED_REBUILD = """
@@ -108,11 +125,11 @@ import time
 from services.bootstrap import build_hub
 from services.settings import Settings
 from services.views.groups import cases as case_views
+from services.views.runner import ViewRunner
 
 case_views.MAX_CACHED_DOCS = 30  # flushes before the end
 hub = build_hub(Settings())
-runner = hub.views.sibling(hub.views.groups)
-runner._rebuild_page_size = {page}
+runner = ViewRunner(hub.app.recorder, hub.view_store, page_size={page}, rebuild_page_size={page})
 
 
 def progress(done, total):
@@ -125,7 +142,7 @@ print("finished", flush=True)
 """
 
 
-def test_a_rebuild_killed_half_way_resumes_exactly_once(
+def test_a_rebuild_killed_half_way_leaves_the_live_views_serving_and_the_next_starts_clean(
     hub: Hub,
     recorded: tuple[int, dict[str, object]],
     database_url: str,
@@ -135,17 +152,28 @@ def test_a_rebuild_killed_half_way_resumes_exactly_once(
     script = tmp_path / "rebuild.py"
     script.write_text(KILLED_REBUILD.format(page=PAGE))
     killed_after, returncode, stderr = kill_when(
-        script, process_env(database_url, tmp_path), head // 2
+        script, process_env(database_url, tmp_path), head // 2, grace=0.005
     )
     assert killed_after is not None, stderr
     assert returncode == -signal.SIGKILL
-    positions = hub.views.positions()
-    # The case views stand at their last flush, behind the audit trail's last page.
-    assert positions["cases"] == positions["dashboard"] < positions["audit"] < head
-
-    assert hub.views.catch_up() == head - positions["cases"]
-
+    # The live views: untouched, whole, at the head.
+    assert hub.views.positions() == dict.fromkeys(GROUPS, head)
     assert snapshot(hub.view_store) == incremental
+    assert hub.views.catch_up() == 0
+    # What it left: shadow tables half-way, the case views at their last flush.
+    shadow = hub.views.sibling(GROUPS, tables=SHADOWS).positions()
+    assert 0 < shadow["cases"] == shadow["dashboard"] <= shadow["audit"] < head
+
+    # The next rebuild drops them and applies every event from the first, once.
+    record_all(hub, case_history(CASES))
+    hub.views.catch_up()
+    newest = hub.app.recorder.max_notification_id()
+    live = snapshot(hub.view_store)
+    assert ViewRunner(hub.app.recorder, hub.view_store, page_size=PAGE).rebuild() == newest
+
+    assert hub.views.positions() == dict.fromkeys(GROUPS, newest)
+    assert snapshot(hub.view_store) == live
+    assert not {name for name in table_names(hub.view_store) if name.endswith(SHADOW)}
     assert verify_chain(hub.app.recorder, hub.view_store).ok
 
 

@@ -17,7 +17,7 @@ from services.views.groups.audit import AuditTrail
 from services.views.groups.cases import CaseViews
 from services.views.page import Page
 from services.views.sql.batch import ViewWrites
-from services.views.sql.schema import GROUPS
+from services.views.sql.schema import GROUPS, LIVE, Tables
 
 
 class ViewGroup(Protocol):
@@ -48,7 +48,7 @@ class ViewGroup(Protocol):
         ...
 
     def begin_rebuild(self) -> None:
-        """The group's tables were just emptied; every event follows, in order."""
+        """The group's (shadow) tables are empty; every event follows, in order."""
         ...
 
     def end_rebuild(self) -> None: ...
@@ -67,12 +67,18 @@ def view_groups(groups: Iterable[str]) -> tuple[str, ...]:
 
 
 def groups_for(
-    names: tuple[str, ...], views: object, *, checkpoint_every: int
+    names: tuple[str, ...],
+    views: object,
+    *,
+    checkpoint_every: int,
+    tables: Tables = LIVE,
+    cache_bytes: int | None = None,
 ) -> tuple[ViewGroup, ...]:
-    """The groups keeping ``names`` (as ``view_groups`` returns them) over ``views``."""
+    """The groups keeping ``names`` (as ``view_groups`` returns them) over ``views``'
+    ``tables``; ``cache_bytes`` bounds the case documents held in memory."""
     found: list[ViewGroup] = []
     if "cases" in names:
-        found.append(CaseViews(views))
+        found.append(CaseViews(views, tables=tables, cache_bytes=cache_bytes))
     if "audit" in names:
-        found.append(AuditTrail(views, checkpoint_every=checkpoint_every))
+        found.append(AuditTrail(views, checkpoint_every=checkpoint_every, tables=tables))
     return tuple(found)

@@ -4,7 +4,9 @@
 recomputes the chain from the stored events themselves and compares.
 
 The group tracks one position, "audit", and commits page by page, also during a
-rebuild: its rows are appended once and never change.
+rebuild: its rows are appended once and never change. A rebuild chains every event
+again into shadow tables (``Tables``) beside the live trail; the swap replaces the
+live trail only with the same chain (``ShadowTables.swap``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from projections.audit import GENESIS, audit_row, canonical, chain_hash
 from projections.events import READ_TOPIC, decode_read
 from services.views.page import Page
 from services.views.sql.batch import ViewWrites
-from services.views.sql.schema import tracking_name
+from services.views.sql.schema import LIVE, Tables, tracking_name
 
 log = structlog.get_logger("hub.views")
 
@@ -26,8 +28,9 @@ log = structlog.get_logger("hub.views")
 class AuditTrail:
     tracks = ("audit",)
 
-    def __init__(self, views: Any, *, checkpoint_every: int) -> None:
+    def __init__(self, views: Any, *, checkpoint_every: int, tables: Tables = LIVE) -> None:
         self._views = views  # SQLiteViewStore | PostgresViewStore
+        self._tables = tables
         self._checkpoint_every = checkpoint_every
         self.forget()
 
@@ -90,7 +93,9 @@ class AuditTrail:
 
     def _load_head(self) -> str:
         if self._head is None:
-            rows = self._views.query("SELECT hash FROM view_audit ORDER BY position DESC LIMIT 1")
+            rows = self._views.query(
+                f"SELECT hash FROM {self._tables['view_audit']} ORDER BY position DESC LIMIT 1"
+            )
             self._head = rows[0]["hash"] if rows else GENESIS
         return self._head
 

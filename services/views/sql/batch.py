@@ -19,18 +19,20 @@ from services.views.sql.schema import (
     CASELOAD_COLUMNS,
     DOC_COLUMNS,
     INBOX_COLUMNS,
+    LIVE,
     Columns,
+    Tables,
     ViewSchema,
     dump_json,
     epoch,
     on_conflict,
-    tracking_name,
 )
 
 
 class ViewsMoved(IntegrityError):
     """A batch was computed from positions its views no longer stand at (another
-    runner applied them, or a rebuild reset them): nothing of it is written."""
+    runner applied them, a reset emptied them, or a rebuild swapped new tables in):
+    nothing of it is written."""
 
 
 @dataclass
@@ -45,6 +47,10 @@ class ViewWrites:
     # The positions the batch was computed from, for the groups in ``positions``: it
     # commits only if every one of them still stands there (else ``ViewsMoved``).
     expected: dict[str, int] = field(default_factory=dict)
+    # The view generation the batch was computed in (None: not compared): it commits
+    # only if no swap came between (else ``ViewsMoved``).
+    generation: int | None = None
+    tables: Tables = LIVE  # which tables: the live ones, or a rebuild's shadow
     case_docs: dict[str, str] = field(default_factory=dict)  # case -> document (JSON)
     case_docs_insert: list[tuple[str, str]] = field(default_factory=list)  # case had none
     inbox_replace: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
@@ -68,23 +74,19 @@ class BatchWriter(ViewSchema):
     """Writes a ``ViewWrites`` through a cursor of the caller's transaction."""
 
     def write_batch(self, c: Any, writes: ViewWrites) -> None:
-        p = self.P
+        p, t = self.P, writes.tables
         if writes.case_docs:
-            self.upsert_rows(
-                c,
-                "view_case_docs",
-                DOC_COLUMNS,
-                list(writes.case_docs.items()),
-            )
+            self.upsert_rows(c, t, "view_case_docs", DOC_COLUMNS, list(writes.case_docs.items()))
         if writes.case_docs_insert:
-            self.insert_rows(c, "view_case_docs", DOC_COLUMNS, writes.case_docs_insert)
+            self.insert_rows(c, t, "view_case_docs", DOC_COLUMNS, writes.case_docs_insert)
         if writes.inbox_replace:
-            self.delete_cases(c, "view_inbox", list(writes.inbox_replace))
+            self.delete_cases(c, t, "view_inbox", list(writes.inbox_replace))
         inbox = [r for rows in writes.inbox_replace.values() for r in rows]
         inbox += writes.inbox_insert
         if inbox:
             self.insert_rows(
                 c,
+                t,
                 "view_inbox",
                 INBOX_COLUMNS,
                 [
@@ -93,20 +95,20 @@ class BatchWriter(ViewSchema):
                 ],
             )
         if writes.caseload_replace:
-            self.delete_cases(c, "view_caseload", list(writes.caseload_replace))
+            self.delete_cases(c, t, "view_caseload", list(writes.caseload_replace))
         caseload = [r for rows in writes.caseload_replace.values() for r in rows]
         caseload += writes.caseload_insert
         if caseload:
-            self.insert_rows(c, "view_caseload", CASELOAD_COLUMNS, caseload)
+            self.insert_rows(c, t, "view_caseload", CASELOAD_COLUMNS, caseload)
         if writes.caseload_delete:
-            self.delete_caseload_rows(c, writes.caseload_delete)
+            self.delete_caseload_rows(c, t, writes.caseload_delete)
         if writes.caseload_upsert:
-            self.upsert_rows(c, "view_caseload", CASELOAD_COLUMNS, writes.caseload_upsert)
+            self.upsert_rows(c, t, "view_caseload", CASELOAD_COLUMNS, writes.caseload_upsert)
         if writes.audit:
-            self.insert_rows(c, "view_audit", AUDIT_COLUMNS, writes.audit)
+            self.insert_rows(c, t, "view_audit", AUDIT_COLUMNS, writes.audit)
         if writes.checkpoints:
             c.executemany(
-                f"INSERT INTO view_audit_checkpoints VALUES ({p},{p},{p})",
+                f"INSERT INTO {t['view_audit_checkpoints']} VALUES ({p},{p},{p})",
                 [
                     (pos, head, datetime.now().astimezone().isoformat())
                     for pos, head in writes.checkpoints
@@ -114,7 +116,7 @@ class BatchWriter(ViewSchema):
             )
         if writes.dashboard is not None:
             c.execute(
-                f"INSERT INTO view_dashboard VALUES ({p},{p}) "
+                f"INSERT INTO {t['view_dashboard']} VALUES ({p},{p}) "
                 "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
                 ("totals", dump_json(writes.dashboard)),
             )
@@ -122,12 +124,13 @@ class BatchWriter(ViewSchema):
 
     def write_positions(self, c: Any, writes: ViewWrites) -> None:
         """Each group's new position, set only where the group still stands at its
-        expected one (else ``ViewsMoved``, and the transaction rolls back). Last in the
-        batch: by then the transaction holds the write lock (SQLite) or the views'
-        lock (PostgreSQL), so nothing moves between this check and the commit."""
+        expected one, and only in the expected generation (else ``ViewsMoved``, and
+        the transaction rolls back). Last in the batch: by then the transaction holds
+        the write lock (SQLite) or the views' lock (PostgreSQL), so nothing moves
+        between this check and the commit."""
         t, p = self.tracking_table, self.P
         for group, position in writes.positions.items():
-            name = tracking_name(group)
+            name = writes.tables.tracking(group)
             expected = writes.expected.get(group)
             if expected is None:  # no expectation: only forwards, as the library does
                 self._insert_tracking(c, Tracking(name, position))
@@ -147,26 +150,58 @@ class BatchWriter(ViewSchema):
                 )
             if c.fetchone() is None:
                 raise ViewsMoved(f"{group} no longer stands at {expected}")
+        if writes.generation is not None and self.generation_in(c) != writes.generation:
+            raise ViewsMoved(f"the views were swapped since generation {writes.generation}")
+
+    def generation_in(self, c: Any) -> int:
+        c.execute(self.generation_statement())
+        row = c.fetchone()
+        if row is None:
+            return 0
+        return int(row["generation"] if isinstance(row, dict) else row[0])
+
+    def positions_in(self, c: Any, names: list[str]) -> dict[str, int]:
+        """Tracked positions as the caller's transaction sees them (0 for none)."""
+        found = dict.fromkeys(names, 0)
+        marks = ",".join([self.P] * len(names))
+        c.execute(
+            f"SELECT application_name, notification_id FROM {self.tracking_table} "
+            f"WHERE application_name IN ({marks})",
+            tuple(names),
+        )
+        for row in c.fetchall():
+            name, position = (
+                (row["application_name"], row["notification_id"])
+                if isinstance(row, dict)
+                else (row[0], row[1])
+            )
+            found[name] = int(position)
+        return found
 
     # Row statements, one call per table and batch. SQLite: prepared statements run
     # row by row in this process, as quick as it gets there. PostgreSQL overrides
     # them with COPY (through a staging table for upserts) and array parameters.
+    # ``table`` is the live name; ``tables`` says which set is written.
 
     def insert_rows(
-        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+        self, c: Any, tables: Tables, table: str, columns: Columns, rows: list[tuple[Any, ...]]
     ) -> None:
         marks = ",".join([self.P] * len(columns))
-        c.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        c.executemany(f"INSERT INTO {tables[table]} VALUES ({marks})", rows)
 
     def upsert_rows(
-        self, c: Any, table: str, columns: Columns, rows: list[tuple[Any, ...]]
+        self, c: Any, tables: Tables, table: str, columns: Columns, rows: list[tuple[Any, ...]]
     ) -> None:
         marks = ",".join([self.P] * len(columns))
-        c.executemany(f"INSERT INTO {table} VALUES ({marks}) {on_conflict(table)}", rows)
+        c.executemany(f"INSERT INTO {tables[table]} VALUES ({marks}) {on_conflict(table)}", rows)
 
-    def delete_cases(self, c: Any, table: str, case_ids: list[str]) -> None:
-        c.executemany(f"DELETE FROM {table} WHERE case_id = {self.P}", [(k,) for k in case_ids])
+    def delete_cases(self, c: Any, tables: Tables, table: str, case_ids: list[str]) -> None:
+        c.executemany(
+            f"DELETE FROM {tables[table]} WHERE case_id = {self.P}", [(k,) for k in case_ids]
+        )
 
-    def delete_caseload_rows(self, c: Any, keys: list[tuple[str, str]]) -> None:
+    def delete_caseload_rows(self, c: Any, tables: Tables, keys: list[tuple[str, str]]) -> None:
         p = self.P
-        c.executemany(f"DELETE FROM view_caseload WHERE agency = {p} AND case_id = {p}", keys)
+        c.executemany(
+            f"DELETE FROM {tables['view_caseload']} WHERE agency = {p} AND case_id = {p}", keys
+        )
