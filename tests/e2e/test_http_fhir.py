@@ -100,14 +100,19 @@ def opened_with_consent(api: TestClient, tokens: Tokens) -> str:
     return case_id
 
 
-AUTHORED = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+# Per case, taken when its first Task is built (after the case opened, five minutes
+# back): a repeat of the same Task carries the same moment. Not at import: a long
+# run reaches these tests minutes after collection, before the case's opening.
+_AUTHORED: dict[str, str] = {}
 
 
 def discharge_task(case_id: str, key: str = "his-4711") -> dict[str, Any]:
     """What a hospital information system posts: a Task for the discharge."""
     return {
         "resourceType": "Task",
-        "authoredOn": AUTHORED,
+        "authoredOn": _AUTHORED.setdefault(
+            case_id, (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        ),
         "identifier": [{"system": "urn:oid:1.2.276.0.76.4711", "value": key}],
         "status": "requested",
         "intent": "order",
