@@ -113,9 +113,12 @@ class ReadService:
     ) -> None:
         """Every auditor read, and every read that shows personal data, is recorded
         (DOMAIN "Views"): in the case's read stream, or the day's for an inbox,
-        caseload or dashboard."""
+        caseload or dashboard. A case's read is recorded only after the case was
+        loaded (its document, its events): every caller has just found it, so
+        ``record_read`` need not look again (``case_known``)."""
         self._messages.record_read(
             UUID(case_id) if case_id is not None else None,
+            case_known=True,
             agency=AUDITOR_AGENCY if principal.is_auditor else principal.subject,
             actor=principal.acting,
             user=principal.user,
@@ -274,6 +277,37 @@ class ReadService:
             agency == consent["source_agency"] or agency in consent["recipients"]
         )
 
+    def feed_part(
+        self, principal: Principal, case_id: str, positions: set[int]
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """The feed's entry to the history rule (``_items``): of the case's events at
+        ``positions``, the caller's part (an auditor's: all) from the event that made
+        the agency involved on, each with its ``case_id`` and ``version``, decrypted as
+        far as it may see them; and the categories of the personal fields they show.
+        No reads (a feed read would feed itself), none recorded here (``FeedReads``
+        records them once the page is sent). ``CaseNotFound``, ``NotInvolved`` as the
+        history."""
+        doc = self._queries.case_doc(case_id)
+        if not principal.is_auditor:
+            self._involved(principal, doc)
+        replayed = replay_case(self._app, UUID(case_id), None, "recorded")
+        replayed["reads"] = []
+        versions = {event["position"]: event["version"] for event in replayed["events"]}
+        since = 0 if principal.is_auditor else _involved_since(principal.subject, replayed)
+        shown: set[str] = set()
+        page = [
+            {"case_id": case_id, "version": versions[item["position"]], **item}
+            for item in self._items(principal, case_id, doc, replayed, self._clock(), shown)
+            if item["position"] in positions and item["position"] >= since
+        ]
+        return self._cipher.reveal(page), shown
+
+    def record_case_read(
+        self, principal: Principal, case_id: str, scope: str, categories: list[str]
+    ) -> None:
+        """Record a read of a case the caller was shown (the feed's, the webhooks')."""
+        self._record_read(principal, case_id, scope, categories)
+
     def subject_report(self, principal: Principal, case_id: str) -> dict[str, Any]:
         """The participant's access report (Art. 15 GDPR), for the case's current lead
         or an auditor: everything the hub holds of the participant, decrypted (the
@@ -294,7 +328,7 @@ class ReadService:
             case_id,
             replayed["events"],
             replayed["reads"],
-            agencies={a: _display_name(registry, a) for a in _agencies_in(replayed)},
+            agencies={a: agency_entry(registry, a)["name"] for a in _agencies_in(replayed)},
             produced_at=self._clock(),
             produced_by={
                 "role": principal.role,
@@ -359,10 +393,12 @@ class ReadService:
 
     def agencies(self, principal: Principal) -> dict[str, Any]:
         """The registry (id, kind, display name): any token, not recorded."""
-        cached: tuple[float, list[dict[str, str]]] | None = getattr(self, "_agency_list", None)
+        cached: tuple[float, list[dict[str, Any]]] | None = getattr(self, "_agency_list", None)
         now = time.monotonic()
         if cached is None or now - cached[0] > AGENCY_LIST_SECONDS:
-            cached = (now, AgencyRegistry(self._app).all())
+            # Every registered agency, shown as every read shows one (``agency_entry``).
+            found = AgencyRegistry(self._app).all()
+            cached = (now, [_shown_agency(a["agency_id"], a) for a in found])
             self._agency_list = cached
         return {"items": [dict(a) for a in cached[1]]}
 
@@ -579,11 +615,24 @@ def _agencies_in(replayed: dict[str, Any]) -> set[str]:
     return found - {AUDITOR_AGENCY}
 
 
-def _display_name(registry: AgencyRegistry, agency_id: str) -> str:
+def agency_entry(registry: AgencyRegistry | None, agency_id: str) -> dict[str, Any]:
+    """An agency as every read shows it: ``agency_id``, ``kind`` and display ``name``,
+    read from the registry each time (an agency may be renamed). The dashboard's
+    ``agencies``, the registry list of the pages (``ReadService.agencies``) and the
+    access report's names all come from here. One a case names that this registry
+    does not know (or no registry): no kind, its id for its name."""
     try:
-        return registry.get(agency_id)["name"]
+        found = registry.get(agency_id) if registry is not None else None
     except AgencyUnknown:
-        return agency_id
+        found = None
+    return _shown_agency(agency_id, found)
+
+
+def _shown_agency(agency_id: str, found: dict[str, str] | None) -> dict[str, Any]:
+    """``agency_entry`` of a registry entry already read (``AgencyRegistry.get``)."""
+    if found is None:
+        return {"agency_id": agency_id, "kind": None, "name": agency_id}
+    return {"agency_id": agency_id, "kind": found["kind"], "name": found["name"] or agency_id}
 
 
 def named_in(view: dict[str, Any]) -> set[str]:
@@ -648,9 +697,9 @@ def _receiver_kinds(policy: DeadlinePolicy, kind: str) -> frozenset[AgencyKind]:
 
 
 class FeedReads:
-    """The feed's (and the webhooks') items through the history's own filter:
-    ``ReadService._items`` decides an agency's part of each case and withholds the
-    personal fields disclosure does not allow now. Appended beside ``ReadService``."""
+    """The feed's (and the webhooks') items, each case's through
+    ``ReadService.feed_part``: the history's own filter decides an agency's part and
+    withholds the personal fields disclosure does not allow now."""
 
     def __init__(self, reads: ReadService) -> None:
         self._reads = reads
@@ -661,27 +710,13 @@ class FeedReads:
         """The events at ``positions_by_case`` the caller may see, in global order,
         decrypted as far as it may see them; and per case the categories to record a
         read with (a case only where a shown item carries personal fields)."""
-        reads = self._reads
-        now = reads._clock()
         items: list[dict[str, Any]] = []
         to_record: dict[str, list[str]] = {}
         for case_id, positions in positions_by_case.items():
             try:
-                doc = reads._queries.case_doc(case_id)
-                if not principal.is_auditor:
-                    reads._involved(principal, doc)
-                replayed = replay_case(reads._app, UUID(case_id), None, "recorded")
+                page, shown = self._reads.feed_part(principal, case_id, positions)
             except (CaseNotFound, NotInvolved):
                 continue  # no longer its case (or erased from the views): nothing to show
-            replayed["reads"] = []  # reads are not in the feed (a feed read would feed itself)
-            versions = {event["position"]: event["version"] for event in replayed["events"]}
-            since = 0 if principal.is_auditor else _involved_since(principal.subject, replayed)
-            shown: set[str] = set()
-            page = [
-                {"case_id": case_id, "version": versions[item["position"]], **item}
-                for item in reads._items(principal, case_id, doc, replayed, now, shown)
-                if item["position"] in positions and item["position"] >= since
-            ]
             items.extend(page)
             personal = any(item["type"] in PERSONAL_PATHS_BY_EVENT for item in page)
             if principal.is_auditor and page:
@@ -691,11 +726,11 @@ class FeedReads:
                 # records them): a read is never recorded with less than it showed.
                 to_record[case_id] = sorted(shown)
         items.sort(key=lambda item: item["position"])
-        return reads._cipher.reveal(items), to_record
+        return items, to_record
 
     def record(self, principal: Principal, to_record: dict[str, list[str]], scope: str) -> None:
         for case_id, categories in to_record.items():
-            self._reads._record_read(principal, case_id, scope, categories)
+            self._reads.record_case_read(principal, case_id, scope, categories)
 
 
 def _involved_since(agency: str, replayed: dict[str, Any]) -> int:

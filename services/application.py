@@ -585,14 +585,18 @@ class MessageService:
         categories: list[str] | None = None,
         user: str | None = None,
         target: str | None = None,
+        case_known: bool = False,
     ) -> int | None:
         """Record a read in its own stream (``domain.reads``): the case's reads, or
         the day's for an inbox, caseload or dashboard (``case_id`` None). The case is
         not loaded: a read costs the same however long the case is, and never
-        conflicts with a write. Returns the read event's position."""
+        conflicts with a write. A read of an unknown case is refused (``CaseNotFound``)
+        and never recorded: a caller that has just loaded the case says so
+        (``case_known``) and spares the store that look. Returns the read event's
+        position."""
         now = self._clock()
         if case_id is not None:
-            if not self._app.recorder.select_events(case_id, limit=1):
+            if not case_known and not self._app.recorder.select_events(case_id, limit=1):
                 raise CaseNotFound(f"case {case_id} does not exist")
             stream = case_reads_id(case_id)
         else:

@@ -14,12 +14,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from projections.dashboard import named_agencies
-from services.access import Principal
+from services.access import Principal, agency_entry
 from services.api.auth import Caller
 from services.api.context import ApiContext, api_of
 from services.api.errors import documented
 from services.api.models import Dashboard, typed
-from services.errors import AgencyUnknown
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
@@ -58,16 +57,7 @@ def _answer(
 
 
 def _agency(api: ApiContext, agency_id: str) -> dict[str, Any]:
-    # Read each time: an agency may be renamed (a dozen registry reads per answer).
-    try:
-        found: dict[str, Any] = api.registry.get(agency_id) if api.registry else {}
-    except AgencyUnknown:  # named in a case but not in this registry
-        found = {}
-    return {
-        "agency_id": agency_id,
-        "kind": found.get("kind"),
-        "name": found.get("name") or agency_id,
-    }
+    return agency_entry(api.registry, agency_id)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)

@@ -8,6 +8,16 @@ them, they do not shape them: every model keeps keys it does not name
 ``null``. Times are ISO 8601 strings as recorded (not re-formatted). Names are
 chosen apart from the message schemas' (``Participant`` is the message's): the
 document has one namespace of components.
+
+Nullable where an answer may hold null (audited against ``projections.case_view``,
+``projections.disclosure``, ``projections.case_doc`` and the view tables): what the
+disclosure rule withholds from an agency is left out of a case view (participant
+fields, ``plan`` and ``employment`` null) or, in a history item shown only for its
+data, is the author (``agency``, ``actor`` null); an erasure blanks values to the
+``[erased]`` string (lists stay lists) and keeps every key; events of schema v1 are
+upcast before they are folded (``purpose``, ``document_ref``, a handover's
+``priority`` filled in). ``tests/e2e/test_http_typed_nulls.py`` reads every demo case
+erased, and a schema v1 store, as every agency kind and an auditor.
 """
 
 from __future__ import annotations
