@@ -5,11 +5,15 @@
 Plain HTML with small JavaScript modules that call the same JSON API as every
 other client, with the bearer token kept in the tab's session storage. No inline
 script or style: everything a page loads comes from ``/assets/``, so a
-``Content-Security-Policy: default-src 'self'`` holds.
+``Content-Security-Policy: default-src 'self'`` holds. One shell
+(``static/page.html``: the head, header and sign-in form) holds each page's own
+content (``static/{page}.content.html``); ``PAGES`` says what else tells them apart.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -38,29 +42,76 @@ NO_STORE = {"Cache-Control": "no-cache"}
 AnyCase = Annotated[str, PathParam(max_length=64, description="a case id")]
 
 
+@dataclass(frozen=True)
+class Page:
+    """What tells one page apart inside the shell (``static/page.html``): its title,
+    its script and labels' name (``{page}.js``, ``title.{page}``), the help under the
+    token field, whether it asks for a user id, and its content
+    (``static/{page}.content.html``)."""
+
+    page: str
+    title: str
+    token: str  # the help's label key: tokenHelp.<token>
+    token_help: str
+    asks_user: bool
+
+
+_AGENCY_HELP = "Das Token Ihrer Stelle aus „hub agency token“."
+_AUDITOR_HELP = "Ein Prüfer-Token aus „hub token auditor“."
+PAGES = {
+    page.page: page
+    for page in (
+        Page("audit", "Übergabe-Hub: Prüfung", "audit", _AUDITOR_HELP, asks_user=False),
+        Page("inbox", "Übergabe-Hub: Posteingang", "inbox", _AGENCY_HELP, asks_user=True),
+        Page("case", "Übergabe-Hub: Fall", "inbox", _AGENCY_HELP, asks_user=True),
+    )
+}
+_USER_FIELD = re.compile(r"\n *<!-- user:.*?<!-- /user -->", re.S)
+
+
+def render(page: Page) -> str:
+    """The page: the shell with its parts filled in (no value a request brings)."""
+    shell = (STATIC / "page.html").read_text(encoding="utf-8")
+    shell = re.sub(r"\n<!-- The pages' shell.*?-->", "", shell, flags=re.S)
+    shell = (
+        re.sub(r"\n *<!-- /?user[^>]*-->", "", shell)
+        if page.asks_user
+        else _USER_FIELD.sub("", shell)
+    )
+    content = (STATIC / f"{page.page}.content.html").read_text(encoding="utf-8")
+    parts = {
+        "page": page.page,
+        "title": page.title,
+        "token": page.token,
+        "token_help": page.token_help,
+        "content": content,
+    }
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], shell)
+
+
 def _page(name: str) -> HTMLResponse:
-    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), headers=NO_STORE)
+    return HTMLResponse(render(PAGES[name]), headers=NO_STORE)
 
 
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
 async def audit_search_page() -> HTMLResponse:
-    return _page("audit.html")
+    return _page("audit")
 
 
 @router.get("/audit/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
 async def audit_case_page(case_id: AnyCase) -> HTMLResponse:
     # The page reads the id from its address; the API decides whether it exists.
-    return _page("audit.html")
+    return _page("audit")
 
 
 @router.get("/inbox", response_class=HTMLResponse, include_in_schema=False)
 async def inbox_page() -> HTMLResponse:
-    return _page("inbox.html")
+    return _page("inbox")
 
 
 @router.get("/inbox/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
 async def agency_case_page(case_id: AnyCase) -> HTMLResponse:
-    return _page("case.html")
+    return _page("case")
 
 
 @router.get("/assets/{name}", include_in_schema=False)

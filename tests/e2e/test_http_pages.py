@@ -373,3 +373,29 @@ def test_the_pages_load_only_their_own_assets(api: TestClient) -> None:
             assert api.get(f"/assets/{imported}").status_code == 200, imported
     assert_error(api.get("/assets/app.py"), 404, "not_found")
     assert_error(api.get("/assets/..%2Fapp.py"), 404)
+
+
+def test_every_page_is_the_one_shell_with_its_own_title_script_and_sign_in(
+    api: TestClient,
+) -> None:
+    """One head, header and sign-in form for every page (``static/page.html``): each
+    page fills in its own parts; only the agency pages ask for a user id."""
+    pages = {
+        "/audit": ("audit", "Prüfung", "tokenHelp.audit", False),
+        f"/audit/cases/{S4}": ("audit", "Prüfung", "tokenHelp.audit", False),
+        "/inbox": ("inbox", "Posteingang", "tokenHelp.inbox", True),
+        f"/inbox/cases/{S4}": ("case", "Fall", "tokenHelp.inbox", True),
+    }
+    for path, (script, title, help_key, asks_user) in pages.items():
+        html = api.get(path).text
+        assert "{{" not in html, path
+        assert "<!--" not in html, path
+        assert html.count("<script ") == 1, path
+        assert f'<script type="module" src="/assets/{script}.js"></script>' in html, path
+        assert f"<title>Übergabe-Hub: {title}</title>" in html, path
+        assert f'<h1 data-i18n="title.{script}">Übergabe-Hub: {title}</h1>' in html, path
+        assert html.count('<form id="login"') == 1, path
+        assert f'data-i18n="{help_key}"' in html, path
+        assert ('id="user"' in html) is asks_user, path
+        assert html.count('<div id="app" hidden>') == 1, path
+        assert html.rstrip().endswith("</html>"), path
