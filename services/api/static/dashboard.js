@@ -146,20 +146,16 @@ function readFilter() {
   const query = new URLSearchParams(location.search);
   return { programme: query.get("programme") || "", site: query.get("site") || "" };
 }
-function writeFilter() {
+// `path` with the filter as its query (the page's address and the API's the same).
+function withFilter(path) {
   const query = new URLSearchParams();
   if (filter.programme) { query.set("programme", filter.programme); }
   if (filter.site) { query.set("site", filter.site); }
   const search = query.toString();
-  history.replaceState(null, "", location.pathname + (search ? "?" + search : ""));
+  return path + (search ? "?" + search : "");
 }
-function apiUrl() {
-  const query = new URLSearchParams();
-  if (filter.programme) { query.set("programme", filter.programme); }
-  if (filter.site) { query.set("site", filter.site); }
-  const search = query.toString();
-  return "/v1/dashboard" + (search ? "?" + search : "");
-}
+function writeFilter() { history.replaceState(null, "", withFilter(location.pathname)); }
+function apiUrl() { return withFilter("/v1/dashboard"); }
 
 function option(value, text, selected) {
   const element = document.createElement("option");
@@ -234,26 +230,22 @@ function renderTable(name, testId, allColumns, allRows) {
   table.replaceChildren(head, body);
 }
 
-function casesRows() {
-  const bySite = new Map();
-  data.cases_by_stage.forEach((r) => {
-    const key = JSON.stringify([r.programme, r.site]);
-    const row = bySite.get(key) || { programme: r.programme, site: r.site, counts: {} };
-    row.counts[r.stage] = (row.counts[r.stage] || 0) + r.count;
-    bySite.set(key, row);
+// The rows of `rows` grouped by the fields `keys` (each group: its first row's fields
+// and `counts`, the sum of `count` per value of the field `by`), in first-seen order.
+function grouped(rows, keys, by) {
+  const groups = new Map();
+  rows.forEach((r) => {
+    const key = JSON.stringify(keys.map((k) => r[k]));
+    const row = groups.get(key) || { ...r, counts: {} };
+    row.counts[r[by]] = (row.counts[r[by]] || 0) + r.count;
+    groups.set(key, row);
   });
-  return [...bySite.values()];
+  return [...groups.values()];
 }
-
-function handoverRows() {
-  const byPair = new Map();
-  data.handovers_by_state.forEach((r) => {
-    const key = JSON.stringify([r.programme, r.from_agency, r.to_agency, r.kind]);
-    const row = byPair.get(key) || { ...r, counts: {} };
-    row.counts[r.state] = (row.counts[r.state] || 0) + r.count;
-    byPair.set(key, row);
-  });
-  return [...byPair.values()];
+// A grouped row's cells: a number per value of `values`, then their total.
+function countCells(row, values) {
+  return [...values.map((v) => number(row.counts[v] || 0)),
+    number(Object.values(row.counts).reduce((a, b) => a + b, 0))];
 }
 
 function deadlineOf(pair) {
@@ -287,23 +279,18 @@ function render() {
   if (!data) { return; }
   renderFilters();
   renderCards(data.places);
-  const running = {};
-  data.cases_by_stage.forEach((r) => {
-    if (r.stage !== "closed") {
-      const key = JSON.stringify([r.programme, r.site]);
-      running[key] = (running[key] || 0) + r.count;
-    }
-  });
+  const bySite = grouped(data.cases_by_stage, ["programme", "site"], "stage");
+  const running = new Map(bySite.map((r) => [JSON.stringify([r.programme, r.site]),
+    Object.entries(r.counts).reduce((n, [stage, count]) => (stage === "closed" ? n : n + count), 0)]));
   renderTable("places", "places-table",
     [["programme"], ["site"], ["used", true], ["capacity", true], ["utilisation", true], ["running", true]],
     data.places.map((p) => [p.programme, siteName(p.site), number(p.used),
       p.capacity == null ? "–" : number(p.capacity),
       p.capacity ? percent(p.used / p.capacity) : "–",
-      number(running[JSON.stringify([p.programme, p.site])] || 0)]));
+      number(running.get(JSON.stringify([p.programme, p.site])) || 0)]));
   renderTable("cases", "cases-table",
     [["programme"], ["site"], ...STAGES.map((s) => ["stage." + s, true]), ["total", true]],
-    casesRows().map((r) => [r.programme, siteName(r.site), ...STAGES.map((s) => number(r.counts[s] || 0)),
-      number(Object.values(r.counts).reduce((a, b) => a + b, 0))]));
+    bySite.map((r) => [r.programme, siteName(r.site), ...countCells(r, STAGES)]));
   renderTable("employed", "employed-table",
     [["programme"], ["site"], ["assigned", true], ["employed", true], ["share", true]],
     data.employed_within_12_months.map((r) => [r.programme, siteName(r.site), number(r.assigned),
@@ -313,8 +300,9 @@ function render() {
     data.assignment_to_employment.map((r) => [r.programme, siteName(r.site), number(r.count), number(r.median_days, 1)]));
   renderTable("handovers", "handovers-table",
     [["programme"], ["from"], ["to"], ["kind"], ...STATES.map((s) => ["state." + s, true]), ["total", true]],
-    handoverRows().map((r) => [r.programme, agencyName(r.from_agency), agencyName(r.to_agency), label("kind", r.kind),
-      ...STATES.map((s) => number(r.counts[s] || 0)), number(Object.values(r.counts).reduce((a, b) => a + b, 0))]));
+    grouped(data.handovers_by_state, ["programme", "from_agency", "to_agency", "kind"], "state").map((r) => [
+      r.programme, agencyName(r.from_agency), agencyName(r.to_agency), label("kind", r.kind),
+      ...countCells(r, STATES)]));
   drawChart();
   renderTable("offers", "offer-table",
     [["from"], ["to"], ["kind"], ["count", true], ["medianHours", true], ["p90Hours", true], ["deadlineDays", true]],
