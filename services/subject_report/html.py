@@ -113,6 +113,21 @@ def _value(value: Any, field: str) -> str:
     return one(value)
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A table: a row of ``headers``, then ``rows`` (each cell's markup, escaped)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _section(title: str, headers: list[str], rows: list[list[str]], empty: str | None) -> str:
+    """A section of the report: its heading and table, or ``empty`` said when there
+    are no rows (``None``: no section at all)."""
+    if not rows:
+        return "" if empty is None else f"<h2>{_e(title)}</h2><p>{_e(empty)}</p>"
+    return f"<h2>{_e(title)}</h2>" + _table(headers, rows)
+
+
 def _data_section(groups: list[Doc], agency: Any, erased: bool) -> str:
     parts = ["<h2>Angaben zur Person und gespeicherte Daten</h2>"]
     if erased:
@@ -124,24 +139,23 @@ def _data_section(groups: list[Doc], agency: Any, erased: bool) -> str:
     if not groups:
         parts.append("<p>Keine personenbezogenen Angaben gespeichert.</p>")
     for group in groups:
-        rows = "".join(
-            f"<tr><td>{_e(item['label'])}</td><td>{_value(item['value'], item['field'])}</td>"
-            f"<td>{_e(de.when(item['occurred_at']))}</td><td>{agency(item['recorded_by'])}</td></tr>"
+        rows = [
+            [
+                _e(item["label"]),
+                _value(item["value"], item["field"]),
+                _e(de.when(item["occurred_at"])),
+                agency(item["recorded_by"]),
+            ]
             for item in group["items"]
-        )
+        ]
         parts.append(
             f"<h3>{_e(group['category_label'])} – Quelle: {agency(group['source'])}</h3>"
-            "<table><tr><th>Angabe</th><th>Inhalt</th><th>erfasst am</th><th>erfasst von</th></tr>"
-            f"{rows}</table>"
+            + _table(["Angabe", "Inhalt", "erfasst am", "erfasst von"], rows)
         )
     return "".join(parts)
 
 
 def _disclosure_section(disclosures: list[Doc], agency: Any) -> str:
-    parts = ["<h2>Weitergaben an andere Stellen</h2>"]
-    if not disclosures:
-        parts.append("<p>Keine Weitergaben.</p>")
-        return "".join(parts)
     rows = []
     for d in disclosures:
         steps = "".join(
@@ -153,28 +167,31 @@ def _disclosure_section(disclosures: list[Doc], agency: Any) -> str:
         state = _e(d["state_label"])
         if d["access_ended"]:
             state = f'<span class="ended">{state} – kein Zugriff mehr auf das Übergebene</span>'
-        basis = "<br>".join(_e(b["label"]) for b in d["legal_basis"])
         rows.append(
-            f"<tr><td>{agency(d['to_agency'])}</td><td>{agency(d['from_agency'])}</td>"
-            f"<td>{_e(d['kind_label'])}</td><td>{_e(', '.join(d['category_labels']))}</td>"
-            f'<td>{_e(de.when(d["offered_at"]))}<br><span class="note">im Hub erfasst '
-            f"{_e(de.when(d['recorded_at']))}</span></td><td>{basis}</td>"
-            f"<td>{state}<ul>{steps}</ul></td></tr>"
+            [
+                agency(d["to_agency"]),
+                agency(d["from_agency"]),
+                _e(d["kind_label"]),
+                _e(", ".join(d["category_labels"])),
+                f'{_e(de.when(d["offered_at"]))}<br><span class="note">im Hub erfasst '
+                f"{_e(de.when(d['recorded_at']))}</span>",
+                "<br>".join(_e(b["label"]) for b in d["legal_basis"]),
+                f"{state}<ul>{steps}</ul>",
+            ]
         )
-    parts.append(
-        "<table><tr><th>Empfänger</th><th>von</th><th>Art</th><th>Datenkategorien</th>"
-        "<th>übermittelt am</th><th>Rechtsgrundlage</th><th>Stand</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
-    return "".join(parts)
+    headers = [
+        "Empfänger",
+        "von",
+        "Art",
+        "Datenkategorien",
+        "übermittelt am",
+        "Rechtsgrundlage",
+        "Stand",
+    ]
+    return _section("Weitergaben an andere Stellen", headers, rows, "Keine Weitergaben.")
 
 
 def _consent_section(consents: list[Doc], agency: Any) -> str:
-    parts = ["<h2>Einwilligungen</h2>"]
-    if not consents:
-        parts.append("<p>Keine Einwilligungen erfasst.</p>")
-        return "".join(parts)
     rows = []
     for c in consents:
         steps = "".join(
@@ -184,54 +201,53 @@ def _consent_section(consents: list[Doc], agency: Any) -> str:
         status = _e(c["status_label"])
         if c["status"] == "revoked":
             status = f'<span class="ended">{status}</span>'
-        recipients = ", ".join(agency(r) for r in c["recipients"])
         rows.append(
-            f"<tr><td>{_e(c['consent_id'])}</td><td>{_e(', '.join(c['category_labels']))}</td>"
-            f"<td>{agency(c['source_agency'])}</td><td>{recipients}</td>"
-            f"<td>{_e(c['purpose'])}</td><td>{_e(de.when(c['valid_from']))}</td>"
-            f"<td>{_e(de.when(c['valid_until'])) or 'unbefristet'}</td>"
-            f"<td>{status}<ul>{steps}</ul></td></tr>"
+            [
+                _e(c["consent_id"]),
+                _e(", ".join(c["category_labels"])),
+                agency(c["source_agency"]),
+                ", ".join(agency(r) for r in c["recipients"]),
+                _e(c["purpose"]),
+                _e(de.when(c["valid_from"])),
+                _e(de.when(c["valid_until"])) or "unbefristet",
+                f"{status}<ul>{steps}</ul>",
+            ]
         )
-    parts.append(
-        "<table><tr><th>Kennung</th><th>Datenkategorien</th><th>Quelle</th><th>Empfänger</th>"
-        "<th>Zweck</th><th>gültig ab</th><th>gültig bis</th><th>Status</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
-    return "".join(parts)
+    headers = [
+        "Kennung",
+        "Datenkategorien",
+        "Quelle",
+        "Empfänger",
+        "Zweck",
+        "gültig ab",
+        "gültig bis",
+        "Status",
+    ]
+    return _section("Einwilligungen", headers, rows, "Keine Einwilligungen erfasst.")
 
 
 def _read_section(reads: list[Doc], agency: Any) -> str:
-    parts = ["<h2>Protokollierte Zugriffe</h2>"]
-    if not reads:
-        parts.append("<p>Keine Zugriffe protokolliert.</p>")
-        return "".join(parts)
-    rows = "".join(
-        f"<tr><td>{_e(de.when(r['at']))}</td><td>{agency(r['agency'])}</td>"
-        f"<td>{_e(r['user'] or r['actor'])}</td><td>{_e(r['role_label'])}</td>"
-        f"<td>{_e(r['scope_label'])}</td>"
-        f"<td>{_e(', '.join(r['category_labels'])) or '–'}</td></tr>"
+    rows = [
+        [
+            _e(de.when(r["at"])),
+            agency(r["agency"]),
+            _e(r["user"] or r["actor"]),
+            _e(r["role_label"]),
+            _e(r["scope_label"]),
+            _e(", ".join(r["category_labels"])) or "–",
+        ]
         for r in reads
-    )
-    parts.append(
-        "<table><tr><th>Zeitpunkt</th><th>Stelle</th><th>Person</th><th>Rolle</th>"
-        f"<th>Zugriff auf</th><th>gezeigte Datenkategorien</th></tr>{rows}</table>"
-    )
-    return "".join(parts)
+    ]
+    headers = ["Zeitpunkt", "Stelle", "Person", "Rolle", "Zugriff auf", "gezeigte Datenkategorien"]
+    return _section("Protokollierte Zugriffe", headers, rows, "Keine Zugriffe protokolliert.")
 
 
 def _appointment_section(appointments: list[Doc], agency: Any) -> str:
-    if not appointments:
-        return ""
-    rows = "".join(
-        f"<tr><td>{_e(a['kind_label'])}</td><td>{_e(de.when(a['at']))}</td>"
-        f"<td>{_e(a['state_label'])}</td><td>{agency(a['agency'])}</td></tr>"
+    rows = [
+        [_e(a["kind_label"]), _e(de.when(a["at"])), _e(a["state_label"]), agency(a["agency"])]
         for a in appointments
-    )
-    return (
-        "<h2>Termine</h2><table><tr><th>Termin</th><th>am</th><th>Stand</th><th>Stelle</th></tr>"
-        f"{rows}</table>"
-    )
+    ]
+    return _section("Termine", ["Termin", "am", "Stand", "Stelle"], rows, None)
 
 
 def _footer(report: Doc, agency: Any) -> str:
