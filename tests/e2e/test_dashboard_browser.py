@@ -15,7 +15,6 @@ Skipped locally when Chromium, Playwright or npm is missing; required in CI.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import os
 import re
@@ -32,21 +31,10 @@ from zoneinfo import ZoneInfo
 import httpx2 as httpx
 import pytest
 
+from tests.e2e.browser import TIMEOUT_MS, launched, required, save, watched
 from tests.factories import opened
 from tests.http_helpers import ROOT, ServedProcess, bearer, hub_serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
 VOLUME = 40  # generated cases beside the five scenarios: distributions, not single bars
 NPM_DIR = Path(__file__).parent  # package.json: axe-core, pinned
 AXE = NPM_DIR / "node_modules" / "axe-core" / "axe.min.js"
@@ -82,35 +70,10 @@ RAW_VALUES = re.compile(
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "Playwright for Python is missing (pip install playwright)"
-    return None
-
-
-def _required(problem: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the browser test is required in CI: {problem}")
-    pytest.skip(problem)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    problem = _missing()
-    if problem is not None:
-        _required(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +82,7 @@ def axe_source() -> str:
     if not AXE.exists():
         npm = shutil.which("npm")
         if npm is None:
-            _required("npm is missing (apt-get install npm): it installs axe-core")
+            required("npm is missing (apt-get install npm): it installs axe-core")
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(NPM_DIR)],
             capture_output=True,
@@ -128,7 +91,7 @@ def axe_source() -> str:
             check=False,
         )
         if done.returncode != 0 or not AXE.exists():
-            _required(f"npm ci of axe-core failed: {done.stderr[-500:]}")
+            required(f"npm ci of axe-core failed: {done.stderr[-500:]}")
     return AXE.read_text(encoding="utf-8")
 
 
@@ -169,36 +132,15 @@ def _context(browser: Any, *, width: int = 1280, height: int = 900, **options: A
     return context
 
 
-def _watched(context: Any) -> Any:
-    opened_page = context.new_page()
-    problems: list[str] = []
-    opened_page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened_page.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    opened_page.problems = problems
-    return opened_page
-
-
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     # axe-core is added as a script, which a strict CSP would refuse: these pages
     # bypass it (test_the_page_holds_under_a_strict_csp runs without the bypass).
     context = _context(browser, bypass_csp=True)
     try:
-        yield _watched(context)
+        yield watched(context)
     finally:
         context.close()
-
-
-def _save(page: Any, tmp_path: Path, name: str) -> Path:
-    shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
-    target = ROOT / "test-output"
-    target.mkdir(exist_ok=True)
-    shutil.copyfile(shot, target / name)
-    return shot
 
 
 def _figures(server: ServedProcess, token: str, **params: str) -> dict[str, Any]:
@@ -463,7 +405,7 @@ def test_dashboard_signs_in_shows_the_api_figures_and_switches_language(
     assert page.locator("#board").is_hidden()
     # The token field has a real label.
     assert page.get_by_label("Zugangstoken").is_visible()
-    _save(page, tmp_path, "dashboard-login.png")
+    save(page, tmp_path, "dashboard-login.png")
 
     # Keyboard: from the top of the page, Tab reaches the token field, then the button.
     page.get_by_role("heading", level=1).click()  # moves the Tab starting point to the top
@@ -502,7 +444,7 @@ def test_dashboard_signs_in_shows_the_api_figures_and_switches_language(
     assert total == 5 + VOLUME  # the five scenarios and the generated year
     _assert_page_shows(page, figures)
     _assert_german(page, figures)
-    german = _save(page, tmp_path, "dashboard.png")
+    german = save(page, tmp_path, "dashboard.png")
     assert german.stat().st_size > 10_000
 
     # English, and back.
@@ -512,7 +454,7 @@ def test_dashboard_signs_in_shows_the_api_figures_and_switches_language(
     assert page.get_by_text("cases in total").is_visible()
     assert page.get_by_role("button", name="Auf Deutsch umschalten").inner_text() == "Deutsch"
     _assert_page_shows(page, figures, "en")
-    _save(page, tmp_path, "dashboard-en.png")
+    save(page, tmp_path, "dashboard-en.png")
 
     # The page refreshes itself: a new case appears after the 30-second interval.
     case = opened("jc-trier", uuid.uuid4(), site="Trier-Nord")
@@ -567,7 +509,7 @@ def test_the_filters_show_what_the_api_answers_for_a_programme_and_a_site(
     _assert_page_shows(page, south)
     assert {r["site"] for r in south["cases_by_stage"]} == {"Trier-Süd"}
     assert _text(page, "scope") == f"{TRIER}, Trier-Süd"
-    _save(page, tmp_path, "dashboard-filtered.png")
+    save(page, tmp_path, "dashboard-filtered.png")
 
     # The address keeps the filter: a reload (the token is in the tab) shows it again.
     page.reload()
@@ -599,12 +541,12 @@ def test_a_phone_390_px_wide_needs_no_horizontal_scrolling(
 ) -> None:
     context = _context(browser, width=390, height=844, bypass_csp=True, is_mobile=True)
     try:
-        phone = _watched(context)
+        phone = watched(context)
         phone.goto(f"{server.base_url}/dashboard")
         _no_horizontal_scroll(phone, 390)
         _sign_in(phone, server, "auditor")
         _no_horizontal_scroll(phone, 390)
-        _save(phone, tmp_path, "dashboard-390.png")
+        save(phone, tmp_path, "dashboard-390.png")
         # Wide tables scroll inside their own box, and the box takes the keyboard.
         wrap = phone.locator(".table-wrap").filter(has=phone.get_by_test_id("handovers-table"))
         assert wrap.evaluate("e => e.scrollWidth > e.clientWidth")
@@ -616,7 +558,7 @@ def test_a_phone_390_px_wide_needs_no_horizontal_scrolling(
             phone, lambda: phone.get_by_label("Programme", exact=True).select_option(TRIER)
         )
         _no_horizontal_scroll(phone, 390)
-        _save(phone, tmp_path, "dashboard-390-en.png")
+        save(phone, tmp_path, "dashboard-390-en.png")
         assert phone.problems == []
     finally:
         context.close()
@@ -687,7 +629,7 @@ def test_the_page_holds_under_a_strict_csp(browser: Any, server: ServedProcess) 
     """No inline script or style: with ``default-src 'self'`` nothing is refused."""
     context = _context(browser)
     try:
-        strict = _watched(context)
+        strict = watched(context)
 
         def with_csp(route: Any) -> None:
             response = route.fetch()

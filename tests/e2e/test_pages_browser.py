@@ -10,7 +10,6 @@ required in CI.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -30,22 +29,10 @@ import pytest
 from domain.case.consent import consent_valid
 from services.demo import demo_id
 from tests.e2e.axe import AxeMissing, axe_source, violations
+from tests.e2e.browser import TIMEOUT_MS, launched, missing, save, watched
 from tests.factories import T0, message, offer
 from tests.http_helpers import ROOT, ServedProcess, bearer, hub_serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--lang=de-DE",
-]
-TIMEOUT_MS = 15_000
 CSP = "default-src 'self'"
 PAGES = re.compile(r"^http://127\.0\.0\.1:\d+/(audit|inbox)(/[^?]*)?(\?.*)?$")
 S4 = demo_id("s4/case")  # KoPrA: the health consent is revoked on 6 May 2026
@@ -55,11 +42,7 @@ HUB = (sys.executable, "-m", "services.cli")
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "Playwright for Python is missing (pip install playwright)"
+def _axe_missing() -> str | None:
     try:
         axe_source()
     except AxeMissing as error:
@@ -69,21 +52,8 @@ def _missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    problem = _missing()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser test is required in CI: {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched("--lang=de-DE", problem=missing() or _axe_missing()) as chromium:
+        yield chromium
 
 
 @pytest.fixture
@@ -113,27 +83,10 @@ def context(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def page(context: Any) -> Any:
-    opened_page = context.new_page()
-    problems: list[str] = []
-    opened_page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    # A CSP violation, a failed script or a refused request shows here.
-    opened_page.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    opened_page.problems = problems
-    return opened_page
+    return watched(context)
 
 
 # ---- helpers --------------------------------------------------------------------------
-
-
-def _save(page: Any, tmp_path: Path, name: str) -> None:
-    shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
-    target = ROOT / "test-output"
-    target.mkdir(exist_ok=True)
-    shutil.copyfile(shot, target / name)
 
 
 def _sign_in(page: Any, url: str, token: str) -> None:
@@ -151,16 +104,16 @@ def _accessible_and_narrow(page: Any, tmp_path: Path, name: str) -> None:
     """axe finds nothing, in German and in English; at 390 px nothing is wider than
     the page. Screenshots of each (German desktop and phone, English desktop)."""
     assert violations(page) == [], name
-    _save(page, tmp_path, f"{name}.png")
+    save(page, tmp_path, f"{name}.png")
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
     assert violations(page) == [], f"{name} at 390 px"
-    _save(page, tmp_path, f"{name}-390.png")
+    save(page, tmp_path, f"{name}-390.png")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("button", name="Switch to English").click()
     assert page.evaluate("document.documentElement.lang") == "en"
     assert violations(page) == [], f"{name} in English"
-    _save(page, tmp_path, f"{name}-en.png")
+    save(page, tmp_path, f"{name}-en.png")
     page.get_by_role("button", name="Auf Deutsch umschalten").click()
     assert page.evaluate("document.documentElement.lang") == "de"
 
@@ -317,7 +270,7 @@ def test_the_auditor_finds_a_case_sees_its_timeline_the_state_as_of_a_moment_and
     assert "01.05.2026, 12:00:00 MESZ" in page.get_by_test_id("state-heading").inner_text()
     later = page.locator("tr.later[data-type='ConsentRevoked']")
     expect(later).to_have_count(1)  # events after the moment are marked
-    _save(page, tmp_path, "audit-case-as-of-before.png")
+    save(page, tmp_path, "audit-case-as-of-before.png")
 
     # As of 10 May, after the revocation on 6 May: revoked.
     _show_as_of(page, "2026-05-10T12:00:00", "10.05.2026, 12:00:00 MESZ")
@@ -328,7 +281,7 @@ def test_the_auditor_finds_a_case_sees_its_timeline_the_state_as_of_a_moment_and
     assert _page_state(page) == after
     consent = page.locator(f"tr[data-consent-id='{REVOKED}']")
     assert "widerrufen am 06.05.2026, 10:00:00 MESZ" in consent.inner_text()
-    _save(page, tmp_path, "audit-case-as-of-after.png")
+    save(page, tmp_path, "audit-case-as-of-after.png")
     # The moment is in the address (never the token): a reload shows the same state.
     assert "as_of=2026-05-10T10%3A00%3A00.000Z" in page.url
     assert server.tokens["auditor"] not in page.url
@@ -415,7 +368,7 @@ def test_the_chain_check_names_the_broken_position_in_a_tampered_copy(
         row = page.locator(f"tr[data-position='{position}']")
         assert "broken" in (row.get_attribute("class") or "")
         assert "Kette gebrochen" in row.inner_text()
-        _save(page, tmp_path, "audit-case-tampered.png")
+        save(page, tmp_path, "audit-case-tampered.png")
     assert page.problems == []
 
 

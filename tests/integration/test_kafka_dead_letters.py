@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 import pytest
-from kafka import KafkaProducer
 
 from services.bootstrap import Hub
 from services.demo import register_demo_agencies
-from services.kafka.inbox import Inbox
 from services.settings import Settings
 from tests import factories, kafka_broker
-from tests.integration.test_kafka_ops import hub_cli, hub_env
 from tests.kafka_broker import KafkaNames, kafka_settings, read_topic, wait_until
+from tests.kafka_helpers import agency_producer, hub_cli, hub_env, running_inbox
 
 pytestmark = [pytest.mark.kafka]
 
@@ -39,30 +34,6 @@ CONNECT_HEADERS = {
     "hub.error.code",
     "hub.error.timestamp",
 }
-
-
-@contextmanager
-def running_inbox(hub: Hub, settings: Settings) -> Iterator[Inbox]:
-    inbox = Inbox(hub, settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=inbox.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield inbox
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the inbox did not stop"
-
-
-@contextmanager
-def producer_for(bootstrap: str) -> Iterator[KafkaProducer]:
-    """What an agency (or Kafka tooling re-producing a dead letter) runs."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        yield producer
-    finally:
-        producer.close(timeout=10)
 
 
 def headers(record: Any) -> dict[str, str]:
@@ -82,7 +53,7 @@ def test_a_refused_message_lands_as_it_came_with_the_error_in_headers(
     )
     value = json.dumps(early).encode()
     broken = b'{"name": "' + SECRET.encode() + b'", '
-    with running_inbox(hub, ks) as inbox, producer_for(kafka_bootstrap) as producer:
+    with running_inbox(hub, ks) as inbox, agency_producer(kafka_bootstrap) as producer:
         producer.send("hub.inbox.jc-trier", key=key, value=value).get(timeout=10)
         # A key the hub cannot vouch for (here: a name) is not copied.
         producer.send("hub.inbox.jc-trier", key=SECRET.encode(), value=broken).get(timeout=10)
@@ -128,7 +99,7 @@ def test_dlq_records_re_produced_from_the_topic_are_recorded_once(
     case_id, handover_id = factories.new_id(), factories.new_id()
     hub.messages.record_raw(json.dumps(factories.opened("jc-trier", case_id)).encode())
     offer = factories.offer("jc-trier", case_id, handover_id, kind="assignment", to="coach-neu")
-    with running_inbox(hub, ks) as inbox, producer_for(kafka_bootstrap) as producer:
+    with running_inbox(hub, ks) as inbox, agency_producer(kafka_bootstrap) as producer:
         producer.send(
             "hub.inbox.jc-trier", key=str(case_id).encode(), value=json.dumps(offer).encode()
         ).get(timeout=10)
@@ -180,7 +151,7 @@ def test_old_form_records_on_the_topic_still_list_and_replay(
     new_note = factories.message(
         "note.added", "jc-trier", case_id, {"text": "neu", "category": "notes"}
     )
-    with running_inbox(hub, ks) as inbox, producer_for(kafka_bootstrap) as producer:
+    with running_inbox(hub, ks) as inbox, agency_producer(kafka_bootstrap) as producer:
         # The topic exists once the inbox connected; the old record goes in first.
         wait_until(lambda: inbox._producer is not None, 40, "the inbox to connect")
         old = _old_form(json.dumps(old_note).encode(), "hub.inbox.jc-trier", 0, 3, "case_not_found")

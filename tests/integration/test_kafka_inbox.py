@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from kafka import KafkaProducer
 
 from services.bootstrap import Hub, build_hub
 from services.demo import load_demo, register_demo_agencies, scenarios
@@ -25,42 +22,13 @@ from tests.kafka_broker import (
     read_topic,
     wait_until,
 )
+from tests.kafka_helpers import agency_producer, running_inbox, send
 
 pytestmark = [pytest.mark.kafka]
 
 # The broker fixtures (tests/kafka_broker.py), used by name below.
 kafka_bootstrap = kafka_broker.kafka_bootstrap
 kafka_names = kafka_broker.kafka_names
-
-
-@contextmanager
-def running_inbox(hub: Hub, settings: Settings) -> Iterator[Inbox]:
-    inbox = Inbox(hub, settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=inbox.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield inbox
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the inbox did not stop"
-
-
-@contextmanager
-def agency_producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    """What an agency runs: a plain kafka-python producer."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        yield producer
-    finally:
-        producer.close(timeout=10)
-
-
-def send(producer: KafkaProducer, agency: str, value: bytes, key: str | None = None) -> None:
-    producer.send(f"hub.inbox.{agency}", key=key.encode() if key else None, value=value).get(
-        timeout=10
-    )
 
 
 def test_agency_messages_from_kafka_are_recorded(

@@ -6,11 +6,9 @@ with ``hub dlq``."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,51 +27,18 @@ from services.api.metrics import ApiMetrics
 from services.bootstrap import Hub, build_hub
 from services.demo import load_demo, register_demo_agencies
 from services.kafka import start_background
-from services.kafka.inbox import Inbox
 from services.settings import Settings
 from tests import factories, kafka_broker
 from tests.kafka_broker import KafkaNames, free_port, kafka_settings, start_broker, wait_until
+from tests.kafka_helpers import ROOT, agency_producer, hub_cli, hub_env, running_inbox, send
 
 pytestmark = [pytest.mark.kafka]
 
 kafka_bootstrap = kafka_broker.kafka_bootstrap
 kafka_names = kafka_broker.kafka_names
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTE_TEXT = "Rueckruf bei Frau Beispielname vereinbart"  # stands for personal content (ASCII:
 # json.dumps escapes anything else, and the marker must be found as sent)
-
-
-def hub_env(settings: Settings, bootstrap: str, names: KafkaNames, **more: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HUB_DATABASE_URL": settings.effective_database_url,
-        "HUB_VAR_DIR": str(settings.var_dir),
-        "HUB_LOG_FORMAT": "json",
-        "HUB_KAFKA_BOOTSTRAP": bootstrap,
-        "HUB_KAFKA_EVENTS_TOPIC": names.events_topic,
-        "HUB_KAFKA_DLQ_TOPIC": names.dlq_topic,
-        "HUB_KAFKA_INBOX_GROUP": names.inbox_group,
-        "HUB_KAFKA_EVENTS_PARTITIONS": "3",
-        "HUB_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "HUB_KAFKA_TIMEOUT_MS": "5000",
-        "HUB_KAFKA_RETRY_MAX_S": "1",
-        "HUB_KAFKA_INBOX_REFRESH_S": "1",
-        **more,
-    }
-
-
-def hub_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @contextmanager
@@ -129,19 +94,6 @@ def scrape_until(port: int, wanted: dict[str, float], process: Any, log: Path) -
         time.sleep(0.2)
     shown = {k: (figures or {}).get(k) for k in wanted}
     raise AssertionError(f"metrics never showed {wanted}: {shown}\n{log.read_text()[-2000:]}")
-
-
-@contextmanager
-def agency_producer(bootstrap: str) -> Iterator[KafkaProducer]:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        yield producer
-    finally:
-        producer.close(timeout=10)
-
-
-def send(producer: KafkaProducer, agency: str, value: bytes) -> None:
-    producer.send(f"hub.inbox.{agency}", key=b"k", value=value).get(timeout=10)
 
 
 def note(agency: str, case_id: Any, text: str = NOTE_TEXT) -> dict[str, Any]:
@@ -202,11 +154,11 @@ def test_hub_inbox_counts_by_type_and_refusals_by_code(
         hub_process("inbox", {**env, "HUB_METRICS_PORT": str(port)}, log) as inbox,
         agency_producer(kafka_bootstrap) as producer,
     ):
-        send(producer, "jc-trier", json.dumps(opened).encode())
-        send(producer, "jc-trier", json.dumps(note("jc-trier", case_id)).encode())
-        send(producer, "jc-trier", json.dumps(opened).encode())  # redelivered: duplicate
-        send(producer, "jc-trier", b"{not json")
-        send(producer, "aa-trier", json.dumps(note("jc-trier", case_id)).encode())
+        send(producer, "jc-trier", json.dumps(opened).encode(), key="k")
+        send(producer, "jc-trier", json.dumps(note("jc-trier", case_id)).encode(), key="k")
+        send(producer, "jc-trier", json.dumps(opened).encode(), key="k")  # redelivered: duplicate
+        send(producer, "jc-trier", b"{not json", key="k")
+        send(producer, "aa-trier", json.dumps(note("jc-trier", case_id)).encode(), key="k")
         figures = scrape_until(
             port,
             {
@@ -268,7 +220,7 @@ def test_hub_serve_counts_kafka_messages_and_reports_the_broker(
         ):
             case_id = factories.new_id()
             opened = factories.opened("jc-trier", case_id)
-            send(producer, "jc-trier", json.dumps(opened).encode())
+            send(producer, "jc-trier", json.dumps(opened).encode(), key="k")
             wait_until(
                 lambda: served.app.store.find_receipt(UUID(opened["message_id"])) is not None,
                 40,
@@ -309,20 +261,6 @@ def test_hub_serve_counts_kafka_messages_and_reports_the_broker(
 # ---- hub dlq list / replay ---------------------------------------------------------------
 
 
-@contextmanager
-def running_inbox(hub: Hub, settings: Settings) -> Iterator[Inbox]:
-    inbox = Inbox(hub, settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=inbox.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield inbox
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
-
-
 def test_dead_letters_are_listed_without_content_and_replayed_idempotently(
     hub: Hub, settings: Settings, kafka_bootstrap: str, kafka_names: KafkaNames
 ) -> None:
@@ -332,8 +270,8 @@ def test_dead_letters_are_listed_without_content_and_replayed_idempotently(
     case_id = factories.new_id()
     early = note("jc-trier", case_id)  # before its case exists: refused
     with running_inbox(hub, ks) as inbox, agency_producer(kafka_bootstrap) as producer:
-        send(producer, "jc-trier", json.dumps(early).encode())
-        send(producer, "jc-trier", b'{"broken": ')
+        send(producer, "jc-trier", json.dumps(early).encode(), key="k")
+        send(producer, "jc-trier", b'{"broken": ', key="k")
         wait_until(lambda: inbox.stats.dead_lettered == 2, 40, "two dead letters")
 
     listed = hub_cli("dlq", "list", env=env)
@@ -456,8 +394,8 @@ def test_relay_inbox_and_dead_letters_speak_tls_and_verify_the_broker(
                 bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=str(ca_file)
             )
             try:
-                send(producer, "jc-trier", json.dumps(opened).encode())
-                send(producer, "jc-trier", b"not json")
+                send(producer, "jc-trier", json.dumps(opened).encode(), key="k")
+                send(producer, "jc-trier", b"not json", key="k")
             finally:
                 producer.close(timeout=10)
             wait_until(
