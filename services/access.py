@@ -110,15 +110,16 @@ class ReadService:
         categories: list[str],
         *,
         target: str | None = None,
+        case_known: bool = True,
     ) -> None:
         """Every auditor read, and every read that shows personal data, is recorded
         (DOMAIN "Views"): in the case's read stream, or the day's for an inbox,
-        caseload or dashboard. A case's read is recorded only after the case was
-        loaded (its document, its events): every caller has just found it, so
-        ``record_read`` need not look again (``case_known``)."""
+        caseload or dashboard. The reads here record a case's read only after they
+        loaded the case (its document, its events), so ``record_read`` need not look
+        for it again (``case_known``)."""
         self._messages.record_read(
             UUID(case_id) if case_id is not None else None,
-            case_known=True,
+            case_known=case_known,
             agency=AUDITOR_AGENCY if principal.is_auditor else principal.subject,
             actor=principal.acting,
             user=principal.user,
@@ -305,8 +306,10 @@ class ReadService:
     def record_case_read(
         self, principal: Principal, case_id: str, scope: str, categories: list[str]
     ) -> None:
-        """Record a read of a case the caller was shown (the feed's, the webhooks')."""
-        self._record_read(principal, case_id, scope, categories)
+        """Record a read of a case the caller was shown (the feed's, the webhooks'):
+        called apart from the read, so the case is looked for (one read of the store
+        per case and page), and a read of an unknown case is never recorded."""
+        self._record_read(principal, case_id, scope, categories, case_known=False)
 
     def subject_report(self, principal: Principal, case_id: str) -> dict[str, Any]:
         """The participant's access report (Art. 15 GDPR), for the case's current lead

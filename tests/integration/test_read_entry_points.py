@@ -75,6 +75,8 @@ def test_a_read_of_an_unknown_case_is_refused_and_never_recorded(hub: Hub) -> No
             read(AUDITOR, str(unknown))
     with pytest.raises(CaseNotFound):
         reads.case(COACHING, str(unknown))
+    with pytest.raises(CaseNotFound):  # the feed's recording, apart from its read
+        reads.record_case_read(AUDITOR, str(unknown), "feed", [])
     assert _reads_of(hub, unknown) == []
 
 
