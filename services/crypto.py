@@ -14,6 +14,7 @@ import base64
 import os
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,10 @@ log = structlog.get_logger("hub.crypto")
 PREFIX = "enc:v1:"
 ERASED = "[erased]"
 _CHECK_PLAINTEXT = b"hub master key check v1"
+# Unwrapped data keys kept for writing: the most recently used, not every participant
+# ever written (memory, and fewer plain keys in a process's memory). A key dropped
+# is unwrapped again from its table on its next write (one row read).
+WRITE_KEYS_KEPT = 4096
 
 
 class CryptoError(Exception):
@@ -124,10 +129,15 @@ def seal(key: bytes, key_id: str, plaintext: str, nonce: bytes) -> str:
 class FieldCipher:
     """Encrypts and decrypts personal fields; holds unwrapped keys only for writing."""
 
-    def __init__(self, master_key: bytes, table: KeyTable) -> None:
+    def __init__(
+        self, master_key: bytes, table: KeyTable, *, keys_kept: int = WRITE_KEYS_KEPT
+    ) -> None:
+        if keys_kept < 1:
+            raise ValueError("keys_kept is at least 1")
         self._master = AESGCM(master_key)
         self._table = table
-        self._write_keys: dict[str, bytes] = {}
+        self._write_keys: OrderedDict[str, bytes] = OrderedDict()
+        self._keys_kept = keys_kept
         self._lock = threading.Lock()
         self._check_master_key()
 
@@ -169,6 +179,8 @@ class FieldCipher:
     def _key_for_writing(self, key_id: str) -> bytes:
         with self._lock:
             cached = self._write_keys.get(key_id)
+            if cached is not None:
+                self._write_keys.move_to_end(key_id)
         if cached is not None:
             return cached
         found = self._table.load_key(key_id)
@@ -185,6 +197,9 @@ class FieldCipher:
         key = self._unwrap(key_id, wrapped)
         with self._lock:
             self._write_keys[key_id] = key
+            self._write_keys.move_to_end(key_id)
+            while len(self._write_keys) > self._keys_kept:
+                self._write_keys.popitem(last=False)  # the least recently used
         return key
 
     def forget(self, key_id: str) -> None:
