@@ -57,6 +57,11 @@ def build_hub(settings: Settings | None = None) -> Hub:
     else:
         prepare_postgres(url)
     app = _open_application(env, snapshot_interval=settings.snapshot_interval)
+    if not settings.is_sqlite:
+        from services.store.postgres import HubPostgresRecorder
+
+        if isinstance(app.recorder, HubPostgresRecorder):
+            app.recorder.use_group_commit(settings.group_commit_ms)
     registry = AgencyRegistry(app)
     cipher = FieldCipher(
         load_master_key(

@@ -7,7 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -31,9 +43,12 @@ from services.store import (
     agency_of_state,
     token_record,
 )
+from services.store.group_commit import MAX_GROUP, GroupCommitter
 from services.store.webhooks import WebhookTables, webhook_tables
 
 TOKENS_TRIGGER = "hub_tokens_changed"
+
+_Write = tuple[Sequence[StoredEvent], dict[str, Any]]  # a group member: events, kwargs
 
 
 class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
@@ -244,8 +259,76 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             ).format(self._token_state)
         )
 
+    # Group commit (``services.store.group_commit``): off until ``use_group_commit``.
+    _group: GroupCommitter[_Write, Sequence[int] | None] | None = None
+
+    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
+        """Concurrent ``insert_events`` calls share one transaction: the events' table
+        lock and the commit are paid once per group. ``window_ms`` 0 turns it off;
+        else, under load, a group waits up to that long for company."""
+        if window_ms < 0:
+            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
+        self._group = (
+            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
+            if window_ms
+            else None
+        )
+
+    @property
+    def group_committer(self) -> GroupCommitter[_Write, Sequence[int] | None] | None:
+        return self._group
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """One write, in a group when group commit is on (see ``_commit_group``), else
+        in a transaction of its own (``_insert_alone``)."""
+        if self.datastore.enable_db_functions:  # not used by the hub: no side tables there
+            return super().insert_events(stored_events, **kwargs)
+        group = self._group
+        if group is None or not stored_events:
+            return self._insert_alone(stored_events, **kwargs)
+        return group.submit((stored_events, kwargs))
+
+    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+        """Commit the writes in one transaction: the table locked once, then each write
+        inside a savepoint (its side statements, its events RETURNING their ids). A
+        write refused by the database (a repeated receipt, a concurrent version: an
+        ``IntegrityError``) is rolled back to its savepoint and answered with its own
+        error; the others commit together, their ids consecutive in write order. A
+        failure of the transaction itself (the lock, the connection, the commit)
+        raises: it is every write's, nothing of theirs was written. One write alone
+        takes the pipelined path, one round trip."""
+        if len(writes) == 1:
+            events, kwargs = writes[0]
+            try:
+                return [self._insert_alone(events, **kwargs)]
+            except Exception as error:
+                return [error]
+        outcomes: list[Sequence[int] | Exception | None] = []
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            for events, kwargs in writes:
+                try:
+                    with conn.transaction():  # a savepoint
+                        self._side_statements(curs, kwargs)
+                        self._insert_stored_events(curs, events, **kwargs)
+                        ids = self._fetch_ids_after_insert_events(curs, events, **kwargs)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the transaction's, not the write's
+                except psycopg.DatabaseError as error:
+                    outcomes.append(_translated(error))
+                else:
+                    outcomes.append(ids)
+        return outcomes
+
+    def _insert_alone(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """The library's pipelined insert (eventsourcing 9.5), keeping the first error.
@@ -253,15 +336,13 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         In a pipeline every statement after a failed one answers "pipeline aborted".
         The library keeps the failure it meets inside the block, but when the
         failed statement's answer has arrived early (as a repeated receipt's
-        unique violation usually does: it is the first statement), closing the
+        unique violation usually does), closing the
         transaction and pipeline raises ``PipelineAborted`` for the rest and hides
         it: an ``OperationalError`` the library retries, 0.2 s apart, and that the
         service could not tell from a store failure. Here the first error wins, so a
         repeated receipt or a concurrent write is an ``IntegrityError`` at once, as
         on SQLite.
         """
-        if self.datastore.enable_db_functions:  # not used by the hub: no side tables there
-            return super().insert_events(stored_events, **kwargs)
         first_error: Exception | None = None
         notification_ids: Sequence[int] | None = None
         with self.datastore.get_connection() as conn:
@@ -296,8 +377,25 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         # Runs first in the same pipelined transaction as the events' insert; a
-        # repeated message_id is an IntegrityError (see ``insert_events``).
+        # repeated message_id is an IntegrityError (see ``_insert_alone``). The table
+        # lock comes before the side statements, as in a group (``_commit_group``):
+        # every writer takes the lock first, so two writers of one receipt never wait
+        # for each other's row while holding, or waiting for, the lock (a deadlock).
         super()._insert_events(curs, stored_events, **kwargs)
+        if stored_events:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+        self._side_statements(curs, kwargs)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The events alone: the lock and notification came first (``_insert_events``,
+        # ``_commit_group``).
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
+    def _side_statements(self, curs: Cursor[DictRow], kwargs: dict[str, Any]) -> None:
+        """The key destroyed and the receipt, in the events' transaction."""
         destroy: str | None = kwargs.get("destroy_key")
         if destroy is not None:
             self._destroy_key(curs, destroy)
@@ -483,6 +581,27 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+
+_TRANSLATED: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.DataError, DataError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+)
+
+
+def _translated(error: psycopg.Error) -> PersistenceError:
+    """The library's error for a psycopg one, as ``PostgresDatastore.get_connection``
+    translates it."""
+    for raw, ours in _TRANSLATED:
+        if isinstance(error, raw):
+            translated = ours(str(error))
+            translated.__cause__ = error
+            return translated
+    return PersistenceError(str(error))
 
 
 def _utc(moment: datetime | None) -> datetime | None:
