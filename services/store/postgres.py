@@ -291,42 +291,95 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             return self._insert_alone(stored_events, **kwargs)
         return group.submit((stored_events, kwargs))
 
-    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | None | Exception]:
         """Commit the writes in one transaction: the table locked once, then each write
-        inside a savepoint (its side statements, its events RETURNING their ids). A
-        write refused by the database (a repeated receipt, a concurrent version: an
-        ``IntegrityError``) is rolled back to its savepoint and answered with its own
-        error; the others commit together, their ids consecutive in write order. A
+        after a savepoint of its own (its side statements, its events RETURNING their
+        ids). A write refused by the database (a repeated receipt, a concurrent
+        version: an ``IntegrityError``) is rolled back to its savepoint and answered
+        with its own error; the others commit together, their ids in write order. A
         failure of the transaction itself (the lock, the connection, the commit)
-        raises: it is every write's, nothing of theirs was written. One write alone
-        takes the pipelined path, one round trip."""
+        raises: it is every write's, nothing of theirs was written.
+
+        Pipelined: the whole group is one round trip, then the commit; a refused
+        write costs one more round trip for the writes after it (the server skips a
+        pipeline's statements after a failed one). Nothing here is prepared: a
+        statement skipped so would leave psycopg's cache of prepared statements out
+        of step with the server (see ``_insert_alone``). One write alone takes
+        ``_insert_alone``."""
         if len(writes) == 1:
             events, kwargs = writes[0]
             try:
                 return [self._insert_alone(events, **kwargs)]
             except Exception as error:
                 return [error]
-        outcomes: list[Sequence[int] | Exception | None] = []
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(),
-            conn.cursor() as curs,
-        ):
-            self._lock_table(curs)
-            self._notify_channel(curs)
-            for events, kwargs in writes:
-                try:
-                    with conn.transaction():  # a savepoint
-                        self._side_statements(curs, kwargs)
-                        self._insert_stored_events(curs, events, **kwargs)
-                        ids = self._fetch_ids_after_insert_events(curs, events, **kwargs)
-                except (psycopg.OperationalError, psycopg.InterfaceError):
-                    raise  # the transaction's, not the write's
-                except psycopg.DatabaseError as error:
-                    outcomes.append(_translated(error))
-                else:
-                    outcomes.append(ids)
+        outcomes: list[Sequence[int] | None | Exception] = [None] * len(writes)
+        refusals = 0
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as control:
+                for statement in self.lock_table_statements:
+                    control.execute(statement, prepare=False)
+                notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+                control.execute(notify, prepare=False)
+                start = 0
+                while start < len(writes):
+                    inserts: list[Cursor[DictRow]] = []
+                    refused: psycopg.DatabaseError | None = None
+                    try:
+                        for i in range(start, len(writes)):
+                            events, kwargs = writes[i]
+                            savepoint = SQL("SAVEPOINT {}").format(Identifier(f"w{i}"))
+                            control.execute(savepoint, prepare=False)
+                            self._side_statements(control, kwargs, prepare=False)
+                            insert = conn.cursor()
+                            inserts.append(insert)
+                            self._insert_rows(insert, events, prepare=False)
+                        pipeline.sync()
+                    except (psycopg.OperationalError, psycopg.InterfaceError):
+                        raise  # the transaction's, not a write's
+                    except psycopg.DatabaseError as error:
+                        # A write refused: raised by the sync, or by any statement
+                        # after it once its answer arrived. The rest is skipped.
+                        refused = error
+                        try:
+                            pipeline.sync()
+                        except psycopg.errors.PipelineAborted:
+                            pass
+                    i = start
+                    for insert in inserts:
+                        if insert.statusmessage is None:  # the first write refused
+                            break
+                        outcomes[i] = self._fetch_ids_after_insert_events(insert, writes[i][0])
+                        i += 1
+                    for insert in inserts:
+                        insert.close()
+                    if refused is None:
+                        break
+                    if i == len(writes):
+                        raise refused  # no write's (the lock, the notification): all fail
+                    refusals += 1
+                    outcomes[i] = _translated(refused)
+                    rollback = SQL("ROLLBACK TO SAVEPOINT {}").format(Identifier(f"w{i}"))
+                    control.execute(rollback, prepare=False)
+                    start = i + 1
+            if refusals:
+                # psycopg takes the "ROLLBACK" of ``ROLLBACK TO SAVEPOINT`` for a
+                # rollback and forgets its prepared statements, sending DEALLOCATE ALL
+                # later: on this connection's next use, statements it prepares in
+                # between are gone ("prepared statement _pg3_… does not exist", the
+                # soak's 500s again). The pool replaces a closed connection.
+                conn.close()
         return outcomes
+
+    def _insert_rows(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, prepare: bool
+    ) -> None:
+        """The library's insert of the events (``PostgresAggregateRecorder``), with
+        ``prepare`` chosen."""
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        curs.execute(self.insert_events_statement, (rows,), prepare=prepare)
 
     def _insert_alone(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -394,11 +447,13 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         # ``_commit_group``).
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
 
-    def _side_statements(self, curs: Cursor[DictRow], kwargs: dict[str, Any]) -> None:
+    def _side_statements(
+        self, curs: Cursor[DictRow], kwargs: dict[str, Any], *, prepare: bool | None = None
+    ) -> None:
         """The key destroyed and the receipt, in the events' transaction."""
         destroy: str | None = kwargs.get("destroy_key")
         if destroy is not None:
-            self._destroy_key(curs, destroy)
+            self._destroy_key(curs, destroy, prepare=prepare)
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             curs.execute(
@@ -414,17 +469,21 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                     receipt.agency,
                     receipt.body_hash,
                 ),
+                prepare=prepare,
             )
 
     # ---- participant keys (services.crypto.KeyTable) ----------------------------
 
-    def _destroy_key(self, curs: Cursor[DictRow], key_id: str) -> None:
+    def _destroy_key(
+        self, curs: Cursor[DictRow], key_id: str, *, prepare: bool | None = None
+    ) -> None:
         curs.execute(
             SQL(
                 "INSERT INTO {} (key_id, wrapped, destroyed_at) VALUES (%s, NULL, now()) "
                 "ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, destroyed_at = now()"
             ).format(self._keys),
             (key_id,),
+            prepare=prepare,
         )
 
     def destroy_key(self, key_id: str) -> None:
