@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,7 @@ from eventsourcing.postgres import (
     PostgresDatastore,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor, Pipeline
 from psycopg.errors import PipelineAborted
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -291,7 +292,7 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             return self._insert_alone(stored_events, **kwargs)
         return group.submit((stored_events, kwargs))
 
-    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | None | Exception]:
+    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
         """Commit the writes in one transaction: the table locked once, then each write
         after a savepoint of its own (its side statements, its events RETURNING their
         ids). A write refused by the database (a repeated receipt, a concurrent
@@ -312,7 +313,7 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                 return [self._insert_alone(events, **kwargs)]
             except Exception as error:
                 return [error]
-        outcomes: list[Sequence[int] | None | Exception] = [None] * len(writes)
+        outcomes: list[Sequence[int] | Exception | None] = [None] * len(writes)
         refusals = 0
         with self.datastore.get_connection() as conn:
             with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as control:
@@ -320,47 +321,10 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                     control.execute(statement, prepare=False)
                 notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
                 control.execute(notify, prepare=False)
-                start = 0
-                while start < len(writes):
-                    inserts: list[Cursor[DictRow]] = []
-                    refused: psycopg.DatabaseError | None = None
-                    try:
-                        for i in range(start, len(writes)):
-                            events, kwargs = writes[i]
-                            savepoint = SQL("SAVEPOINT {}").format(Identifier(f"w{i}"))
-                            control.execute(savepoint, prepare=False)
-                            self._side_statements(control, kwargs, prepare=False)
-                            insert = conn.cursor()
-                            inserts.append(insert)
-                            self._insert_rows(insert, events, prepare=False)
-                        pipeline.sync()
-                    except (psycopg.OperationalError, psycopg.InterfaceError):
-                        raise  # the transaction's, not a write's
-                    except psycopg.DatabaseError as error:
-                        # A write refused: raised by the sync, or by any statement
-                        # after it once its answer arrived. The rest is skipped.
-                        refused = error
-                        try:
-                            pipeline.sync()
-                        except psycopg.errors.PipelineAborted:
-                            pass
-                    i = start
-                    for insert in inserts:
-                        if insert.statusmessage is None:  # the first write refused
-                            break
-                        outcomes[i] = self._fetch_ids_after_insert_events(insert, writes[i][0])
-                        i += 1
-                    for insert in inserts:
-                        insert.close()
-                    if refused is None:
-                        break
-                    if i == len(writes):
-                        raise refused  # no write's (the lock, the notification): all fail
-                    refusals += 1
-                    outcomes[i] = _translated(refused)
-                    rollback = SQL("ROLLBACK TO SAVEPOINT {}").format(Identifier(f"w{i}"))
-                    control.execute(rollback, prepare=False)
-                    start = i + 1
+                start: int | None = 0
+                while start is not None:
+                    start = self._group_pass(conn, pipeline, control, writes, start, outcomes)
+                    refusals += start is not None
             if refusals:
                 # psycopg takes the "ROLLBACK" of ``ROLLBACK TO SAVEPOINT`` for a
                 # rollback and forgets its prepared statements, sending DEALLOCATE ALL
@@ -369,6 +333,54 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                 # soak's 500s again). The pool replaces a closed connection.
                 conn.close()
         return outcomes
+
+    def _group_pass(
+        self,
+        conn: Connection[DictRow],
+        pipeline: Pipeline,
+        control: Cursor[DictRow],
+        writes: Sequence[_Write],
+        start: int,
+        outcomes: list[Sequence[int] | Exception | None],
+    ) -> int | None:
+        """Send the writes from ``start`` on, each after its savepoint, and sync; set
+        the outcomes of those the server took. None when it took them all, else the
+        refused write is rolled back to its savepoint, given its error, and the
+        index of the write after it is returned (the server skipped the rest)."""
+        inserts: list[Cursor[DictRow]] = []
+        refused: psycopg.DatabaseError | None = None
+        try:
+            for i in range(start, len(writes)):
+                events, kwargs = writes[i]
+                control.execute(SQL("SAVEPOINT {}").format(Identifier(f"w{i}")), prepare=False)
+                self._side_statements(control, kwargs, prepare=False)
+                insert = conn.cursor()
+                inserts.append(insert)
+                self._insert_rows(insert, events, prepare=False)
+            pipeline.sync()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the transaction's, not a write's
+        except psycopg.DatabaseError as error:
+            # A write refused: raised by the sync, or by any statement after it once
+            # its answer has arrived. The server skips the rest until a sync.
+            refused = error
+            with suppress(psycopg.errors.PipelineAborted):
+                pipeline.sync()
+        i = start
+        for insert in inserts:
+            if insert.statusmessage is None:  # the first write refused
+                break
+            outcomes[i] = self._fetch_ids_after_insert_events(insert, writes[i][0])
+            i += 1
+        for insert in inserts:
+            insert.close()
+        if refused is None:
+            return None
+        if i == len(writes):
+            raise refused  # no write's (the lock, the notification): all fail
+        outcomes[i] = _translated(refused)
+        control.execute(SQL("ROLLBACK TO SAVEPOINT {}").format(Identifier(f"w{i}")), prepare=False)
+        return i + 1
 
     def _insert_rows(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, prepare: bool
