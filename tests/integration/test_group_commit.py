@@ -224,6 +224,7 @@ def _write(
     *,
     message_type: str | None = "note.added",
     message_id: UUID | None = None,
+    destroy_key: str | None = None,
 ) -> tuple[list[StoredEvent], dict[str, Any]]:
     """A note's events and receipt, as ``MessageService`` would save them."""
     case = hub.app.repository.get(case_id)
@@ -238,23 +239,27 @@ def _write(
         agency=JC,
         body_hash="test",
     )
-    return stored, {"receipt": receipt}
+    kwargs: dict[str, Any] = {"receipt": receipt}
+    if destroy_key is not None:
+        kwargs["destroy_key"] = destroy_key
+    return stored, kwargs
 
 
 @pytest.mark.postgres
 def test_a_failing_member_is_answered_alone_and_the_others_commit(pg_hub: Hub) -> None:
     """One group, as the committer hands it to the store: a concurrent version, a
-    repeated receipt and a violated constraint each get their own IntegrityError, the
-    other writes commit together with consecutive positions."""
-    a, b, c = _open_cases(pg_hub, 3)
+    repeated receipt and a violated constraint each get their own IntegrityError and
+    leave nothing behind (not even the key a refused erasure would have destroyed);
+    the other writes commit together, in write order."""
+    a, b, c, d = _open_cases(pg_hub, 4)
     repeat_id = uuid4()
-    first_a = _write(pg_hub, a)
     writes = [
-        first_a,
+        _write(pg_hub, a),
         _write(pg_hub, a),  # the same version of case a: a concurrent write
         _write(pg_hub, b, message_id=repeat_id),
-        _write(pg_hub, c, message_id=repeat_id),  # the same receipt again
+        _write(pg_hub, c, message_id=repeat_id, destroy_key="key-refused"),  # a repeat
         _write(pg_hub, c, message_type=None),  # NOT NULL violated
+        _write(pg_hub, d, destroy_key="key-destroyed"),
     ]
     recorder: Any = pg_hub.app.recorder
     head = recorder.max_notification_id()
@@ -264,8 +269,11 @@ def test_a_failing_member_is_answered_alone_and_the_others_commit(pg_hub: Hub) -
     assert outcomes[2] == [head + 3]  # the conflict's rolled-back insert took head + 2
     assert isinstance(outcomes[3], IntegrityError)
     assert isinstance(outcomes[4], IntegrityError)
-    assert [len(pg_hub.app.store.select_case_events(x)) for x in (a, b, c)] == [2, 2, 1]
-    assert _transactions(pg_hub, [head + 1, head + 3]) == 1
+    assert outcomes[5] == [head + 4]
+    assert [len(pg_hub.app.store.select_case_events(x)) for x in (a, b, c, d)] == [2, 2, 1, 2]
+    assert pg_hub.app.store.load_key("key-refused") is None
+    assert pg_hub.app.store.load_key("key-destroyed") == (None, True)
+    assert _transactions(pg_hub, [head + 1, head + 3, head + 4]) == 1
     # The connections are fine afterwards: the pool's five, each used again.
     _together(10, lambda i: pg_hub.messages.record_raw(_note((a, b, c)[i % 3])))
     assert [len(pg_hub.app.store.select_case_events(x)) for x in (a, b, c)] == [6, 5, 4]
