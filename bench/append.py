@@ -329,20 +329,24 @@ def run(*, quick: bool) -> None:
             )
         )
         if store == "postgres":  # one writer: group commit must cost it nothing
-            with store_url(store) as url:
-                alone_off = run_hub(
-                    url, [case_messages(uuid4()) for _ in range(n_cases)], group_commit_ms=0.0
-                )
+            alone: dict[float, list[float]] = {GROUP_WINDOW_MS: [], 0.0: []}
+            for _ in range(1 if quick else 3):  # alternating, medians: a shared machine
+                for window, found in alone.items():
+                    with store_url(store) as url:
+                        messages = [case_messages(uuid4()) for _ in range(max(10, n_cases // 3))]
+                        found.append(run_hub(url, messages, group_commit_ms=window))
+            alone_on = statistics.median(alone[GROUP_WINDOW_MS])
+            alone_off = statistics.median(alone[0.0])
             rows.append(
                 Row(
                     case="append, one writer, group commit on vs off",
                     store=store,
-                    value=hub_rate,
+                    value=alone_on,
                     unit="msg/s",
                     baseline=alone_off,
-                    ratio=hub_rate / alone_off,
+                    ratio=alone_on / alone_off,
                     target=">= 0.95 x off",
-                    meets=hub_rate / alone_off >= 0.95,
+                    meets=alone_on / alone_off >= 0.95,
                 )
             )
         crypto_ratio = hub_rate / plain_rate
