@@ -137,8 +137,8 @@ class Settings(BaseSettings):
         2.0,
         ge=0,
         le=1000,
-        description="PostgreSQL: concurrent writes share one transaction (one table lock, "
-        "one commit); under load a group waits up to this long for company; 0: off",
+        description="concurrent writes share one transaction (one commit; on PostgreSQL "
+        "one table lock); under load a group waits up to this long for company; 0: off",
     )
     snapshot_interval: int = Field(
         100,
