@@ -10,7 +10,8 @@ command ids) and the lock's timeout are PostgreSQL's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -25,6 +26,7 @@ from services.application import MessageService
 from services.bootstrap import Hub, build_hub
 from services.settings import Settings
 from services.store import Receipt
+from services.store.group_commit import GroupCommitter
 from tests import factories as f
 from tests.conftest import POSTGRES_URL
 
@@ -69,6 +71,68 @@ def _open_cases(hub: Hub, n: int) -> list[UUID]:
 
 def _positions(hub: Hub) -> list[int]:
     return [n.id for n in hub.app.recorder.select_notifications(1, 100_000)]
+
+
+# ---- the committer alone (no store) ----------------------------------------------------
+
+
+def test_the_committer_answers_each_write_with_its_own_outcome() -> None:
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def commit(items: Sequence[int]) -> list[int | BaseException]:
+        sizes.append(len(items))
+        release.wait(5)  # the first group holds the rest back: they queue together
+        return [ValueError(i) if i % 3 == 0 else i * 10 for i in items]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(commit, window_s=0.05, max_size=8)
+    answers: dict[int, object] = {}
+
+    def submit(i: int) -> None:
+        try:
+            answers[i] = committer.submit(i)
+        except ValueError as error:
+            answers[i] = error
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    for i in range(20):
+        answer = answers[i]
+        if i % 3 == 0:
+            assert isinstance(answer, ValueError)
+            assert answer.args == (i,)
+        else:
+            assert answer == i * 10
+    assert sum(sizes) == 20 == committer.members
+    assert max(sizes) <= 8
+    assert len(sizes) < 20  # they did share
+
+
+def test_a_failed_commit_is_every_writes_error_and_a_lone_write_never_waits() -> None:
+    def commit(items: Sequence[int]) -> list[int | BaseException]:
+        raise RuntimeError("the commit failed")
+
+    committer: GroupCommitter[int, int] = GroupCommitter(commit, window_s=1.0)
+    failures: list[BaseException] = []
+
+    def submit(i: int) -> None:
+        try:
+            committer.submit(i)
+        except RuntimeError as error:
+            failures.append(error)
+
+    _together(6, submit)
+    assert len(failures) == 6
+    assert all(str(f) == "the commit failed" for f in failures)
+    lone: GroupCommitter[int, int] = GroupCommitter(list, window_s=1.0)
+    began = time.perf_counter()
+    assert lone.submit(7) == 7
+    assert time.perf_counter() - began < 0.5  # alone: no window
 
 
 # ---- both stores ---------------------------------------------------------------------
