@@ -316,15 +316,19 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         outcomes: list[Sequence[int] | Exception | None] = [None] * len(writes)
         refusals = 0
         with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as control:
-                for statement in self.lock_table_statements:
-                    control.execute(statement, prepare=False)
-                notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
-                control.execute(notify, prepare=False)
-                start: int | None = 0
-                while start is not None:
-                    start = self._group_pass(conn, pipeline, control, writes, start, outcomes)
-                    refusals += start is not None
+            try:
+                with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as control:
+                    for statement in self.lock_table_statements:
+                        control.execute(statement, prepare=False)
+                    notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+                    control.execute(notify, prepare=False)
+                    start: int | None = 0
+                    while start is not None:
+                        start = self._group_pass(conn, pipeline, control, writes, start, outcomes)
+                        refusals += start is not None
+            except BaseException:
+                conn.close()  # as below; and a failed pipeline's, as in ``_insert_alone``
+                raise
             if refusals:
                 # psycopg takes the "ROLLBACK" of ``ROLLBACK TO SAVEPOINT`` for a
                 # rollback and forgets its prepared statements, sending DEALLOCATE ALL
