@@ -373,3 +373,51 @@ def test_a_failed_transaction_is_every_members_error(pg_hub: Hub) -> None:
     assert "lock" in str(raised.value).lower()
     assert [len(pg_hub.app.store.select_case_events(x)) for x in (a, b)] == [1, 1]
     pg_hub.messages.record_raw(_note(a))  # and the next write is fine
+
+
+@pytest.mark.postgres
+def test_a_line_cut_under_group_commit_loses_and_doubles_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The database's line dropped while groups commit: every write is answered (the
+    library's retries, or an error), no thread hangs, and sending the messages again
+    leaves each exactly once."""
+    from urllib.parse import urlparse, urlunparse
+
+    from tests.tcp_proxy import TcpProxy
+
+    request.getfixturevalue("postgres_url")
+    schema = f"test_{uuid4().hex[:16]}"
+    parts = urlparse(f"{POSTGRES_URL}?schema={schema}")
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    url = urlunparse(parts._replace(netloc=f"{parts.username}@{proxy.address}"))
+    hub = build_hub(Settings(database_url=url, var_dir=tmp_path / "var"))
+    try:
+        cases = _open_cases(hub, 8)
+        notes = {i: [_note(cases[i], f"n{n}") for n in range(30)] for i in range(8)}
+        failed: list[dict[str, Any]] = []
+
+        def write(i: int) -> None:
+            for n, note in enumerate(notes[i]):
+                if i == 0 and n == 10:
+                    proxy.refuse()  # every connection dropped, for a second
+                    threading.Timer(1.0, proxy.forward).start()
+                try:
+                    hub.messages.record_raw(note)
+                except Exception:  # a store failure after the retries: sent again below
+                    failed.append(note)
+
+        _together(8, write)
+        for note in failed:
+            hub.messages.record_raw(note)
+        assert [len(hub.app.store.select_case_events(c)) for c in cases] == [31] * 8
+        log = _positions(hub)
+        assert len(log) == len(set(log))
+    finally:
+        proxy.cut()
+        hub.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for name in (schema, f"{schema}_keys"):
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
