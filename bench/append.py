@@ -4,13 +4,22 @@ The hub side records JSON messages one per call (parse, load the case, decide,
 save with the idempotency receipt), in the mix of a coaching case. The baseline
 does the same number of load-append-save cycles with a minimal aggregate on the
 plain library, in the same run and on the same kind of store.
+
+Concurrent writers (issue 14 item 3): N threads in one process, each walking its
+own coaching cases through one ``MessageService``, group commit
+(``HUB_GROUP_COMMIT_MS``) on vs off in the same run on fresh stores, alternating,
+medians of three: msg/s, and the p50/p99 latency of one ``record``. Baseline: group
+commit off. One writer alone, on vs off likewise: it must cost nothing.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -25,6 +34,8 @@ from services.store import eventsourcing_env
 
 TARGET_RATIO = 0.7
 CRYPTO_TARGET = 0.8
+GROUP_TARGET = 1.25  # msg/s with group commit on, x off, at the same writers
+GROUP_WINDOW_MS = 2.0  # the setting's default
 JC, COACH = "jc-bench", "coach-bench"
 
 
@@ -115,13 +126,27 @@ class Counter(Aggregate):
         self.count += 1
 
 
-def run_hub(url: str, cases: list[list[bytes]], *, encrypt: bool = True) -> float:
+def run_hub(
+    url: str,
+    cases: list[list[bytes]],
+    *,
+    encrypt: bool = True,
+    group_commit_ms: float | None = None,
+) -> float:
     with tempfile.TemporaryDirectory(prefix="hub-bench-var-") as var:
-        return _run_hub(url, cases, encrypt=encrypt, var=var)
+        return _run_hub(url, cases, encrypt=encrypt, var=var, group_commit_ms=group_commit_ms)
 
 
-def _run_hub(url: str, cases: list[list[bytes]], *, encrypt: bool, var: str) -> float:
-    hub = build_hub(Settings(database_url=url, var_dir=var))
+def _run_hub(
+    url: str,
+    cases: list[list[bytes]],
+    *,
+    encrypt: bool,
+    var: str,
+    group_commit_ms: float | None = None,
+) -> float:
+    chosen = {} if group_commit_ms is None else {"group_commit_ms": group_commit_ms}
+    hub = build_hub(Settings(database_url=url, var_dir=var, **chosen))
     if not encrypt:
         # Only for this comparison: the composition root always encrypts.
         hub.messages = MessageService(
@@ -138,6 +163,143 @@ def _run_hub(url: str, cases: list[list[bytes]], *, encrypt: bool, var: str) -> 
         return total / (time.perf_counter() - started)
     finally:
         hub.close()
+
+
+@dataclass
+class Concurrent:
+    rate: float  # msg/s
+    p50_ms: float
+    p99_ms: float
+    groups: int  # transactions the group committer made (0: off)
+    members: int  # writes in them
+
+
+def run_concurrent(url: str, writers: int, cases_each: int, group_commit_ms: float) -> Concurrent:
+    """``writers`` threads, each recording its own ``cases_each`` coaching cases,
+    released together; the latency of every ``record_raw`` call."""
+    with tempfile.TemporaryDirectory(prefix="hub-bench-var-") as var:
+        hub = build_hub(Settings(database_url=url, var_dir=var, group_commit_ms=group_commit_ms))
+        try:
+            hub.registry.register(JC, "jobcenter", "Bench Jobcenter")
+            hub.registry.register(COACH, "coaching_provider", "Bench Coaching")
+            work = [
+                [raw for _ in range(cases_each) for raw in case_messages(uuid4())]
+                for _ in range(writers)
+            ]
+            latencies: list[list[float]] = [[] for _ in range(writers)]
+            errors: list[BaseException] = []
+            barrier = threading.Barrier(writers + 1)
+
+            def write(i: int) -> None:
+                barrier.wait()
+                clock = time.perf_counter
+                try:
+                    for raw in work[i]:
+                        began = clock()
+                        hub.messages.record_raw(raw)
+                        latencies[i].append(clock() - began)
+                except BaseException as error:
+                    errors.append(error)
+
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+            for thread in threads:
+                thread.start()
+            committer = getattr(hub.app.recorder, "group_committer", None)
+            before = (committer.groups, committer.members) if committer else (0, 0)
+            barrier.wait()
+            started = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            if errors:
+                raise errors[0]
+            every = sorted(x for per in latencies for x in per)
+            recorded = hub.app.recorder.max_notification_id() or 0
+            if recorded < len(every):  # every message one event, none lost
+                raise AssertionError(f"{recorded} events for {len(every)} messages")
+            return Concurrent(
+                rate=len(every) / elapsed,
+                p50_ms=1000 * statistics.median(every),
+                p99_ms=1000 * every[int(0.99 * (len(every) - 1))],
+                groups=(committer.groups - before[0]) if committer else 0,
+                members=(committer.members - before[1]) if committer else 0,
+            )
+        finally:
+            hub.close()
+
+
+def _median(runs: list[Concurrent]) -> Concurrent:
+    return Concurrent(
+        rate=statistics.median(r.rate for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        groups=sum(r.groups for r in runs),
+        members=sum(r.members for r in runs),
+    )
+
+
+def one_writer_row(store: str, n_cases: int, *, quick: bool) -> Row:
+    """One writer, group commit on vs off: it must cost a lone writer nothing."""
+    alone: dict[float, list[float]] = {GROUP_WINDOW_MS: [], 0.0: []}
+    for _ in range(1 if quick else 3):  # alternating, medians: a shared machine
+        for window, found in alone.items():
+            with store_url(store) as url:
+                messages = [case_messages(uuid4()) for _ in range(n_cases)]
+                found.append(run_hub(url, messages, group_commit_ms=window))
+    alone_on = statistics.median(alone[GROUP_WINDOW_MS])
+    alone_off = statistics.median(alone[0.0])
+    return Row(
+        case="append, one writer, group commit on vs off",
+        store=store,
+        value=alone_on,
+        unit="msg/s",
+        baseline=alone_off,
+        ratio=alone_on / alone_off,
+        target=">= 0.95 x off",
+        meets=alone_on / alone_off >= 0.95,
+    )
+
+
+def concurrent_rows(store: str, *, quick: bool) -> list[Row]:
+    """Off and on alternate, each on a fresh store, ``rounds`` times; the medians (the
+    machine is shared: one slow run must not decide)."""
+    rows = []
+    rounds = 1 if quick else 3
+    for writers, cases_each in ((8, 2), (32, 1)) if quick else ((8, 8), (32, 2)):
+        runs: dict[float, list[Concurrent]] = {0.0: [], GROUP_WINDOW_MS: []}
+        for _ in range(rounds):
+            for window, found in runs.items():
+                with store_url(store) as url:
+                    found.append(run_concurrent(url, writers, cases_each, window))
+        off, on = _median(runs[0.0]), _median(runs[GROUP_WINDOW_MS])
+        label = f"{writers} writers, group commit {GROUP_WINDOW_MS:g} ms vs off"
+        per_group = on.members / on.groups if on.groups else 0.0
+        rows.append(
+            Row(
+                case=f"{label} ({per_group:.1f} writes/commit)",
+                store=store,
+                value=on.rate,
+                unit="msg/s",
+                baseline=off.rate,
+                ratio=on.rate / off.rate,
+                target=f">= {GROUP_TARGET} x off",
+                meets=on.rate / off.rate >= GROUP_TARGET,
+            )
+        )
+        for name, on_ms, off_ms in (("p50", on.p50_ms, off.p50_ms), ("p99", on.p99_ms, off.p99_ms)):
+            rows.append(
+                Row(
+                    case=f"{label}, {name} latency",
+                    store=store,
+                    value=on_ms,
+                    unit="ms",
+                    baseline=off_ms,
+                    ratio=on_ms / off_ms,
+                    target="<= 1.0 x off",
+                    meets=on_ms <= off_ms,
+                )
+            )
+    return rows
 
 
 def run_baseline(url: str, cases: int, events_per_case: int) -> float:
@@ -189,6 +351,7 @@ def run(*, quick: bool) -> None:
                 meets=ratio >= TARGET_RATIO,
             )
         )
+        rows.append(one_writer_row(store, max(10, n_cases // 3), quick=quick))
         crypto_ratio = hub_rate / plain_rate
         rows.append(
             Row(
@@ -202,4 +365,6 @@ def run(*, quick: bool) -> None:
                 meets=crypto_ratio >= CRYPTO_TARGET,
             )
         )
+    for store in stores():
+        rows.extend(concurrent_rows(store, quick=quick))
     report("append", rows, quick=quick)

@@ -57,6 +57,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
     else:
         prepare_postgres(url)
     app = _open_application(env, snapshot_interval=settings.snapshot_interval)
+    _use_group_commit(app, settings)
     registry = AgencyRegistry(app)
     cipher = FieldCipher(
         load_master_key(
@@ -99,6 +100,14 @@ def build_hub(settings: Settings | None = None) -> Hub:
         view_store=view_store,
         cipher=cipher,
     )
+
+
+def _use_group_commit(app: HubApplication, settings: Settings) -> None:
+    from services.store.postgres import HubPostgresRecorder
+    from services.store.sqlite import HubSQLiteRecorder
+
+    if isinstance(app.recorder, HubPostgresRecorder | HubSQLiteRecorder):
+        app.recorder.use_group_commit(settings.group_commit_ms)
 
 
 def _prepare_sqlite(path: Path, settings: Settings) -> None:

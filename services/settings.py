@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         None, description="JSON file with per-programme deadline overrides"
     )
     concurrency_retries: int = Field(20, ge=0, le=1000)
+    group_commit_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="concurrent writes share one transaction (one commit; on PostgreSQL "
+        "one table lock); under load a group waits up to this long for company; 0: off",
+    )
     snapshot_interval: int = Field(
         100,
         ge=0,

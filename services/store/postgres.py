@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor, Pipeline
 from psycopg.errors import PipelineAborted
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -31,9 +44,12 @@ from services.store import (
     agency_of_state,
     token_record,
 )
+from services.store.group_commit import MAX_GROUP, GroupCommitter
 from services.store.webhooks import WebhookTables, webhook_tables
 
 TOKENS_TRIGGER = "hub_tokens_changed"
+
+_Write = tuple[Sequence[StoredEvent], dict[str, Any]]  # a group member: events, kwargs
 
 
 class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
@@ -244,8 +260,144 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             ).format(self._token_state)
         )
 
+    # Group commit (``services.store.group_commit``): off until ``use_group_commit``.
+    _group: GroupCommitter[_Write, Sequence[int] | None] | None = None
+
+    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
+        """Concurrent ``insert_events`` calls share one transaction: the events' table
+        lock and the commit are paid once per group. ``window_ms`` 0 turns it off;
+        else, under load, a group waits up to that long for company."""
+        if window_ms < 0:
+            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
+        self._group = (
+            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
+            if window_ms
+            else None
+        )
+
+    @property
+    def group_committer(self) -> GroupCommitter[_Write, Sequence[int] | None] | None:
+        return self._group
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """One write, in a group when group commit is on (see ``_commit_group``), else
+        in a transaction of its own (``_insert_alone``)."""
+        if self.datastore.enable_db_functions:  # not used by the hub: no side tables there
+            return super().insert_events(stored_events, **kwargs)
+        group = self._group
+        if group is None or not stored_events:
+            return self._insert_alone(stored_events, **kwargs)
+        return group.submit((stored_events, kwargs))
+
+    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+        """Commit the writes in one transaction: the table locked once, then each write
+        after a savepoint of its own (its side statements, its events RETURNING their
+        ids). A write refused by the database (a repeated receipt, a concurrent
+        version: an ``IntegrityError``) is rolled back to its savepoint and answered
+        with its own error; the others commit together, their ids in write order. A
+        failure of the transaction itself (the lock, the connection, the commit)
+        raises: it is every write's, nothing of theirs was written.
+
+        Pipelined: the whole group is one round trip, then the commit; a refused
+        write costs one more round trip for the writes after it (the server skips a
+        pipeline's statements after a failed one). Nothing here is prepared: a
+        statement skipped so would leave psycopg's cache of prepared statements out
+        of step with the server (see ``_insert_alone``). One write alone takes
+        ``_insert_alone``."""
+        if len(writes) == 1:
+            events, kwargs = writes[0]
+            try:
+                return [self._insert_alone(events, **kwargs)]
+            except Exception as error:
+                return [error]
+        outcomes: list[Sequence[int] | Exception | None] = [None] * len(writes)
+        refusals = 0
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as control:
+                    for statement in self.lock_table_statements:
+                        control.execute(statement, prepare=False)
+                    notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+                    control.execute(notify, prepare=False)
+                    start: int | None = 0
+                    while start is not None:
+                        start = self._group_pass(conn, pipeline, control, writes, start, outcomes)
+                        refusals += start is not None
+            except BaseException:
+                conn.close()  # as below; and a failed pipeline's, as in ``_insert_alone``
+                raise
+            if refusals:
+                # psycopg takes the "ROLLBACK" of ``ROLLBACK TO SAVEPOINT`` for a
+                # rollback and forgets its prepared statements, sending DEALLOCATE ALL
+                # later: on this connection's next use, statements it prepares in
+                # between are gone ("prepared statement _pg3_… does not exist", the
+                # soak's 500s again). The pool replaces a closed connection.
+                conn.close()
+        return outcomes
+
+    def _group_pass(
+        self,
+        conn: Connection[DictRow],
+        pipeline: Pipeline,
+        control: Cursor[DictRow],
+        writes: Sequence[_Write],
+        start: int,
+        outcomes: list[Sequence[int] | Exception | None],
+    ) -> int | None:
+        """Send the writes from ``start`` on, each after its savepoint, and sync; set
+        the outcomes of those the server took. None when it took them all, else the
+        refused write is rolled back to its savepoint, given its error, and the
+        index of the write after it is returned (the server skipped the rest)."""
+        inserts: list[Cursor[DictRow]] = []
+        refused: psycopg.DatabaseError | None = None
+        try:
+            for i in range(start, len(writes)):
+                events, kwargs = writes[i]
+                control.execute(SQL("SAVEPOINT {}").format(Identifier(f"w{i}")), prepare=False)
+                self._side_statements(control, kwargs, prepare=False)
+                insert = conn.cursor()
+                inserts.append(insert)
+                self._insert_rows(insert, events, prepare=False)
+            pipeline.sync()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the transaction's, not a write's
+        except psycopg.DatabaseError as error:
+            # A write refused: raised by the sync, or by any statement after it once
+            # its answer has arrived. The server skips the rest until a sync.
+            refused = error
+            with suppress(psycopg.errors.PipelineAborted):
+                pipeline.sync()
+        i = start
+        for insert in inserts:
+            if insert.statusmessage is None:  # the first write refused
+                break
+            outcomes[i] = self._fetch_ids_after_insert_events(insert, writes[i][0])
+            i += 1
+        for insert in inserts:
+            insert.close()
+        if refused is None:
+            return None
+        if i == len(writes):
+            raise refused  # no write's (the lock, the notification): all fail
+        outcomes[i] = _translated(refused)
+        control.execute(SQL("ROLLBACK TO SAVEPOINT {}").format(Identifier(f"w{i}")), prepare=False)
+        return i + 1
+
+    def _insert_rows(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, prepare: bool
+    ) -> None:
+        """The library's insert of the events (``PostgresAggregateRecorder``), with
+        ``prepare`` chosen."""
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        curs.execute(self.insert_events_statement, (rows,), prepare=prepare)
+
+    def _insert_alone(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """The library's pipelined insert (eventsourcing 9.5), keeping the first error.
@@ -253,15 +405,13 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         In a pipeline every statement after a failed one answers "pipeline aborted".
         The library keeps the failure it meets inside the block, but when the
         failed statement's answer has arrived early (as a repeated receipt's
-        unique violation usually does: it is the first statement), closing the
+        unique violation usually does), closing the
         transaction and pipeline raises ``PipelineAborted`` for the rest and hides
         it: an ``OperationalError`` the library retries, 0.2 s apart, and that the
         service could not tell from a store failure. Here the first error wins, so a
         repeated receipt or a concurrent write is an ``IntegrityError`` at once, as
         on SQLite.
         """
-        if self.datastore.enable_db_functions:  # not used by the hub: no side tables there
-            return super().insert_events(stored_events, **kwargs)
         first_error: Exception | None = None
         notification_ids: Sequence[int] | None = None
         with self.datastore.get_connection() as conn:
@@ -296,11 +446,30 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         # Runs first in the same pipelined transaction as the events' insert; a
-        # repeated message_id is an IntegrityError (see ``insert_events``).
+        # repeated message_id is an IntegrityError (see ``_insert_alone``). The table
+        # lock comes before the side statements, as in a group (``_commit_group``):
+        # every writer takes the lock first, so two writers of one receipt never wait
+        # for each other's row while holding, or waiting for, the lock (a deadlock).
         super()._insert_events(curs, stored_events, **kwargs)
+        if stored_events:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+        self._side_statements(curs, kwargs)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The events alone: the lock and notification came first (``_insert_events``,
+        # ``_commit_group``).
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
+    def _side_statements(
+        self, curs: Cursor[DictRow], kwargs: dict[str, Any], *, prepare: bool | None = None
+    ) -> None:
+        """The key destroyed and the receipt, in the events' transaction."""
         destroy: str | None = kwargs.get("destroy_key")
         if destroy is not None:
-            self._destroy_key(curs, destroy)
+            self._destroy_key(curs, destroy, prepare=prepare)
         receipt: Receipt | None = kwargs.get("receipt")
         if receipt is not None:
             curs.execute(
@@ -316,17 +485,21 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                     receipt.agency,
                     receipt.body_hash,
                 ),
+                prepare=prepare,
             )
 
     # ---- participant keys (services.crypto.KeyTable) ----------------------------
 
-    def _destroy_key(self, curs: Cursor[DictRow], key_id: str) -> None:
+    def _destroy_key(
+        self, curs: Cursor[DictRow], key_id: str, *, prepare: bool | None = None
+    ) -> None:
         curs.execute(
             SQL(
                 "INSERT INTO {} (key_id, wrapped, destroyed_at) VALUES (%s, NULL, now()) "
                 "ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, destroyed_at = now()"
             ).format(self._keys),
             (key_id,),
+            prepare=prepare,
         )
 
     def destroy_key(self, key_id: str) -> None:
@@ -483,6 +656,27 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+
+_TRANSLATED: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.DataError, DataError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+)
+
+
+def _translated(error: psycopg.Error) -> PersistenceError:
+    """The library's error for a psycopg one, as ``PostgresDatastore.get_connection``
+    translates it."""
+    for raw, ours in _TRANSLATED:
+        if isinstance(error, raw):
+            translated = ours(str(error))
+            translated.__cause__ = error
+            return translated
+    return PersistenceError(str(error))
 
 
 def _utc(moment: datetime | None) -> datetime | None:

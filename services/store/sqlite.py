@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InternalError,
+    NotSupportedError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor
 
 from services.store import (
@@ -22,7 +32,10 @@ from services.store import (
     agency_of_state,
     token_record,
 )
+from services.store.group_commit import MAX_GROUP, GroupCommitter
 from services.store.webhooks import WebhookTables, webhook_tables
+
+_Write = tuple[Sequence[StoredEvent], dict[str, Any]]  # a group member: events, kwargs
 
 # Keyed by (agency, message_id), by the unique index that ``_migrate_receipts``
 # creates. agency is NULL only in receipts migrated from before it, whose agency was
@@ -153,6 +166,57 @@ class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
             "value BLOB NOT NULL)",
             *webhook_tables("hub_webhooks", "hub_webhook_deliveries"),
         ]
+
+    # Group commit (``services.store.group_commit``): off until ``use_group_commit``.
+    _group: GroupCommitter[_Write, Sequence[int] | None] | None = None
+
+    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
+        """Concurrent ``insert_events`` calls share one transaction (one commit, one
+        sync of the log to disk); as ``HubPostgresRecorder.use_group_commit``."""
+        if window_ms < 0:
+            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
+        self._group = (
+            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
+            if window_ms
+            else None
+        )
+
+    @property
+    def group_committer(self) -> GroupCommitter[_Write, Sequence[int] | None] | None:
+        return self._group
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        group = self._group
+        if group is None or not stored_events:
+            return super().insert_events(stored_events, **kwargs)
+        return group.submit((stored_events, kwargs))
+
+    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+        """The writes in one transaction, each inside a savepoint: one refused (a
+        repeated receipt, a concurrent version) is rolled back to it and answered
+        with its own error, the others commit together. A failure of the transaction
+        itself ("database is locked", the commit) raises: every write's."""
+        if len(writes) == 1:
+            events, kwargs = writes[0]
+            try:
+                return [super().insert_events(events, **kwargs)]
+            except Exception as error:
+                return [error]
+        outcomes: list[Sequence[int] | Exception | None] = []
+        with self.datastore.transaction(commit=True) as c:
+            for i, (events, kwargs) in enumerate(writes):
+                c.execute(f"SAVEPOINT w{i}")
+                try:
+                    outcomes.append(self._insert_events(c, events, **kwargs))
+                except (sqlite3.OperationalError, sqlite3.InterfaceError):
+                    raise  # the transaction's, not the write's
+                except sqlite3.DatabaseError as error:
+                    c.execute(f"ROLLBACK TO w{i}")
+                    outcomes.append(_translated(error))
+                c.execute(f"RELEASE w{i}")
+        return outcomes
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -330,6 +394,26 @@ class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
                 PositionedEvent(r["rowid"], r["originator_version"], r["topic"], r["state"])
                 for r in c.fetchall()
             ]
+
+
+_TRANSLATED: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
+    (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.DataError, DataError),
+    (sqlite3.InternalError, InternalError),
+    (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError),
+    (sqlite3.DatabaseError, DatabaseError),
+)
+
+
+def _translated(error: sqlite3.Error) -> PersistenceError:
+    """The library's error for an sqlite3 one, as ``SQLiteTransaction`` translates it."""
+    for raw, ours in _TRANSLATED:
+        if isinstance(error, raw):
+            translated = ours(str(error))
+            translated.__cause__ = error
+            return translated
+    return PersistenceError(str(error))
 
 
 def prune_snapshots(recorder: SQLiteAggregateRecorder, originator_id: UUID, version: int) -> None:
