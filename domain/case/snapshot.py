@@ -17,7 +17,10 @@ snapshot, and on load calls ``Case.upcast_v<n>_v<n+1>(state)`` on the stored (pl
 state until it reaches the current version, before it is decoded here. Changing the
 shape of the state (an attribute, a record's field, a type) means: raise
 ``Case.class_version`` and write that upcaster; ``tests/unit/test_case_snapshots.py``
-pins the shape of the current version and fails first.
+pins the shape of the current version and fails first. Version 2 (``Case.upcast_v1_v2``)
+dropped the notes and keeps of each appointment its state only, so that what a
+snapshot holds no longer grows with the casework recorded; snapshots stored at
+version 1 are in ``tests/fixtures/case-snapshots-v1.json``.
 """
 
 from __future__ import annotations
