@@ -289,6 +289,37 @@ def test_v1_snapshots_stored_by_the_previous_code_load_as_the_events_do(
         hub.close()
 
 
+def test_v1_snapshots_of_the_v1_fixture_cases_load_as_their_events_do(tmp_path: Path) -> None:
+    """``tests/fixtures/hub-v1.db``'s cases (schema v1 events) with the class-version-1
+    snapshots the previous code took of them at their middle and last versions: each
+    case, upcast from either, is the case its events alone give, and a note on an open
+    one is decided on that state."""
+    copy = tmp_path / "old.db"
+    shutil.copy(ROOT / "tests" / "fixtures" / "hub-v1.db", copy)
+    rows = json.loads(FIXTURE_V1.read_text())["hub_v1"]
+    assert len({r["originator_id"] for r in rows}) >= 5
+    settings = Settings(database_url=f"sqlite:///{copy}", var_dir=tmp_path / "var")
+    hub = build_hub(settings.model_copy(update={"snapshot_interval": 1_000}))
+    try:
+        assert hub.app.snapshots is not None
+        for row in rows:  # per case, the middle version first
+            assert "class_version" not in json.loads(row["state"])["state"]
+            case_id, version = UUID(row["originator_id"]), row["originator_version"]
+            hub.app.snapshots.recorder.insert_events([_stored(row)])
+            at = hub.app.repository.get(case_id, version=version, projector_func=_project)
+            assert vars(at) == _events_only(hub, case_id, version)
+            latest = hub.app.repository.get(case_id, projector_func=_project)
+            assert vars(latest) == _events_only(hub, case_id)
+        cases = [hub.messages._load(UUID(r["originator_id"])) for r in rows]
+        case = next(c for c in cases if c is not None and not c.is_closed)
+        note = f.message("note.added", case.lead_agency, case.id, {"text": "danach"})
+        note["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        hub.messages.record_raw(note)
+        assert vars(hub.messages._load(case.id)) == _events_only(hub, case.id)
+    finally:
+        hub.close()
+
+
 def test_a_snapshot_that_cannot_be_taken_or_used_never_fails_a_write(
     snapshotting: Hub, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
