@@ -4,8 +4,11 @@ Cases grow through the application service (parse, load, decide, encrypt, save w
 the receipt), one message at a time, by one of two mixes after the same opening
 (opened, consent, assignment offered and accepted, plan agreed):
 
-* ``casework``: note, appointment scheduled, appointment held. What the case holds
-  (its notes and appointments) grows with it, and so does its snapshot;
+* ``casework``: note, appointment scheduled, appointment held. Its events grow, and
+  so, a little, does what the case holds: no notes (no rule reads them), but each
+  appointment's state by its id (``Case`` class version 2; about 43 bytes of snapshot
+  each, 143 kB at 10,000 events against 1.3 MB when the case kept every note and
+  appointment record);
 * ``updates``: plan updated, coach assigned. What the case holds stays the same size.
 
 Sizes: 10, 1,000 and 10,000 events (quick: 10 and 300). Per size and mode a case of
