@@ -189,6 +189,10 @@ def _dict(args: tuple[Any, ...]) -> tuple[Encode, Decode]:
             raise TypeError(f"expected dict, found {type(value).__name__}")
         return {encode_key(k): encode(v) for k, v in value.items()}
 
+    if key_hint is str:  # keys as stored; values by a C-level map where possible
+        if decode is None:
+            return encode_dict, dict
+        return encode_dict, lambda v: dict(zip(v, map(decode, v.values()), strict=True))
     if decode is None:
         return encode_dict, lambda v: {decode_key(k): x for k, x in v.items()}
     return encode_dict, lambda v: {decode_key(k): decode(x) for k, x in v.items()}
