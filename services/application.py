@@ -85,7 +85,8 @@ class HubApplication(Application[UUID]):
     library's snapshot table (``stored_snapshots`` / ``hub_snapshots``, outside the
     notification log, so outside the views and the hash chain), and a load starts from
     the latest snapshot: a write replays fewer than N events however long the case's
-    history (it still decodes all the case holds: notes, appointments, measures…).
+    history (it still decodes all the case holds: handovers, consents, measures, the
+    state of each appointment; no notes, which no rule reads).
     0 takes and reads none. A snapshot is only a shortcut: one that cannot be used
     (``SnapshotUnusable``) is passed over for the events, and one that cannot be taken
     leaves the write recorded as it was.

@@ -40,23 +40,21 @@ from domain.case.handover import Handover
 from domain.case.handover_commands import PRIORITIES, HandoverCommands
 from domain.case.lifecycle_commands import LifecycleCommands
 from domain.case.record_commands import RecordCommands
-from domain.case.records import Appointment, Employment, Measure, Note
+from domain.case.records import Employment, Measure
 from domain.case.rehab_commands import RehabCommands
 from domain.case.snapshot import CaseSnapshot
 from domain.policy import DeadlinePolicy
-from domain.values import Stage
+from domain.values import AppointmentState, Stage
 
 __all__ = [
     "PRIORITIES",
     "STATUTORY_TASK",
     "Act",
-    "Appointment",
     "Case",
     "Consent",
     "Employment",
     "Handover",
     "Measure",
-    "Note",
     "consent_valid",
 ]
 
@@ -109,10 +107,33 @@ class Case(
     CaseRead = lifecycle_commands.CaseRead
     ParticipantErased = lifecycle_commands.ParticipantErased
 
-    # How the library snapshots a case (``domain/case/snapshot.py``). No
-    # ``class_version`` yet (1): raise it, with ``upcast_v1_v2(state)`` beside it,
-    # when the shape of the state changes.
+    # How the library snapshots a case (``domain/case/snapshot.py``). The class
+    # version is the shape of the state a snapshot stores: raise it, with
+    # ``upcast_v<n>_v<n+1>(state)`` beside it, when that shape changes.
     Snapshot = CaseSnapshot
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 2 keeps no notes and of each appointment only what the rules read.
+
+        ``state`` is a stored v1 snapshot's state as plain JSON values (the library
+        calls this before ``CaseSnapshot`` decodes it): ``notes`` (a list of records)
+        goes; ``appointments``, hex id -> record (``appointment_id``, ``kind``, ``at``,
+        ``scheduled_at``, ``state``), becomes hex id -> state, and the scheduling time
+        of each one still scheduled moves to ``appointments_scheduled_at``. The rest
+        is unchanged. Values are replaced, never changed in place: the dicts inside
+        are the stored snapshot's own. A state without these is no v1 state: the
+        ``KeyError`` makes the snapshot unusable, and the load reads the events.
+        """
+        del state["notes"]
+        appointments = state.pop("appointments")
+        state["appointments"] = {key: a["state"] for key, a in appointments.items()}
+        state["appointments_scheduled_at"] = {
+            key: a["scheduled_at"]
+            for key, a in appointments.items()
+            if a["state"] == AppointmentState.SCHEDULED.value and a.get("scheduled_at") is not None
+        }
 
     @event("CaseOpened")
     def __init__(
@@ -139,8 +160,8 @@ class Case(
         self.handovers = {}
         self.consents = {}
         self.appointments = {}
+        self.appointments_scheduled_at = {}
         self.measures = {}
-        self.notes = []
         self.coach = None
         self.coach_agency = None
         self.agreement_signed_at = None

@@ -166,5 +166,3 @@ class ParticipantErased(Event):
     def apply_to(self, case: Case) -> None:
         case.erased_at = self.occurred_at
         case.participant = {"pseudonym": case.participant.get("pseudonym"), "erased": True}
-        for note in case.notes:
-            note.text = ""

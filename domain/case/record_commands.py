@@ -1,5 +1,6 @@
 """What a case records besides handovers and consents: coach, appointments, agreement,
-plan, measures, assignment, employment, aftercare and notes (the values: ``records.py``).
+plan, measures, assignment, employment, aftercare and notes (the values: ``records.py``;
+of appointments the case keeps only their state, of notes nothing: ``state.CaseState``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from uuid import UUID
 from domain import errors
 from domain.case.act import Act, require_in_range, require_timezone
 from domain.case.lifecycle import EMPLOYMENT_STAGES, stage_after_activation_check
-from domain.case.records import Appointment, Employment, Measure, Note
+from domain.case.records import Employment, Measure
 from domain.case.state import CaseState, Event, who
 from domain.values import (
     AppointmentKind,
@@ -54,7 +55,7 @@ class RecordCommands(CaseState):
         self._check_involved(act)
         require_timezone(at)
         require_in_range(at)
-        if appointment_id in self.appointments:
+        if appointment_id.hex in self.appointments:
             raise errors.AppointmentExists(f"appointment {appointment_id} already exists")
         self.trigger_event(
             AppointmentScheduled,
@@ -66,16 +67,17 @@ class RecordCommands(CaseState):
 
     def _scheduled_appointment(self, act: Act, appointment_id: UUID) -> None:
         self._check_involved(act)
-        appointment = self.appointments.get(appointment_id)
-        if appointment is None:
+        state = self.appointments.get(appointment_id.hex)
+        if state is None:
             raise errors.AppointmentUnknown(
                 f"appointment {appointment_id} is not part of this case"
             )
-        if appointment.state is not AppointmentState.SCHEDULED:
-            raise errors.InvalidTransition(
-                f"appointment {appointment_id} is already {appointment.state.value}"
-            )
-        act.not_before(appointment.scheduled_at, f"the scheduling of {appointment_id}")
+        if state is not AppointmentState.SCHEDULED:
+            raise errors.InvalidTransition(f"appointment {appointment_id} is already {state.value}")
+        act.not_before(
+            self.appointments_scheduled_at.get(appointment_id.hex),
+            f"the scheduling of {appointment_id}",
+        )
 
     def record_appointment_held(self, act: Act, *, appointment_id: UUID) -> None:
         self._scheduled_appointment(act, appointment_id)
@@ -182,26 +184,29 @@ class AppointmentScheduled(Event):
     at: datetime
 
     def apply_to(self, case: Case) -> None:
-        case.appointments[self.appointment_id] = Appointment(
-            appointment_id=self.appointment_id,
-            kind=AppointmentKind(self.kind),
-            at=self.at,
-            scheduled_at=self.occurred_at,
-        )
+        key = self.appointment_id.hex
+        case.appointments[key] = AppointmentState.SCHEDULED
+        case.appointments_scheduled_at[key] = self.occurred_at
 
 
 class AppointmentHeld(Event):
     appointment_id: UUID
 
     def apply_to(self, case: Case) -> None:
-        case.appointments[self.appointment_id].state = AppointmentState.HELD
+        _settle(case, self.appointment_id, AppointmentState.HELD)
 
 
 class AppointmentMissed(Event):
     appointment_id: UUID
 
     def apply_to(self, case: Case) -> None:
-        case.appointments[self.appointment_id].state = AppointmentState.MISSED
+        _settle(case, self.appointment_id, AppointmentState.MISSED)
+
+
+def _settle(case: Case, appointment_id: UUID, state: AppointmentState) -> None:
+    key = appointment_id.hex
+    case.appointments[key] = state
+    case.appointments_scheduled_at.pop(key, None)
 
 
 class AgreementSigned(Event):
@@ -286,15 +291,8 @@ class AftercareEnded(Event):
 
 
 class NoteAdded(Event):
+    """Only moves the case's last activity: no rule reads a note, so the case does not
+    keep them (the views do, from this event)."""
+
     text: str
     category: str
-
-    def apply_to(self, case: Case) -> None:
-        case.notes.append(
-            Note(
-                category=DataCategory(self.category),
-                text=self.text,
-                agency=self.agency,
-                at=self.occurred_at,
-            )
-        )

@@ -1,5 +1,9 @@
-"""What a case records besides handovers and consents: appointments, measures,
-notes and employment (plain values; their rules are the aggregate's guards)."""
+"""What a case holds of its records besides handovers and consents: measures and
+employment (plain values; their rules are the aggregate's guards).
+
+Appointments are held as their state alone and notes not at all (``state.CaseState``):
+their details are the events', which the views read.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from domain.values import AppointmentKind, AppointmentState, DataCategory, EmploymentKind
-
-
-@dataclass
-class Appointment:
-    appointment_id: UUID
-    kind: AppointmentKind
-    at: datetime
-    scheduled_at: datetime | None = None
-    state: AppointmentState = AppointmentState.SCHEDULED
+from domain.values import EmploymentKind
 
 
 @dataclass
@@ -27,14 +22,6 @@ class Measure:
     started_at: datetime
     ended_at: datetime | None = None
     result: str | None = None
-
-
-@dataclass
-class Note:
-    category: DataCategory
-    text: str
-    agency: str
-    at: datetime
 
 
 @dataclass

@@ -17,7 +17,10 @@ snapshot, and on load calls ``Case.upcast_v<n>_v<n+1>(state)`` on the stored (pl
 state until it reaches the current version, before it is decoded here. Changing the
 shape of the state (an attribute, a record's field, a type) means: raise
 ``Case.class_version`` and write that upcaster; ``tests/unit/test_case_snapshots.py``
-pins the shape of the current version and fails first.
+pins the shape of the current version and fails first. Version 2 (``Case.upcast_v1_v2``)
+dropped the notes and keeps of each appointment its state only, so that what a
+snapshot holds no longer grows with the casework recorded; snapshots stored at
+version 1 are in ``tests/fixtures/case-snapshots-v1.json``.
 """
 
 from __future__ import annotations
@@ -186,6 +189,10 @@ def _dict(args: tuple[Any, ...]) -> tuple[Encode, Decode]:
             raise TypeError(f"expected dict, found {type(value).__name__}")
         return {encode_key(k): encode(v) for k, v in value.items()}
 
+    if key_hint is str:  # keys as stored; values by a C-level map where possible
+        if decode is None:
+            return encode_dict, dict
+        return encode_dict, lambda v: dict(zip(v, map(decode, v.values()), strict=True))
     if decode is None:
         return encode_dict, lambda v: {decode_key(k): x for k, x in v.items()}
     return encode_dict, lambda v: {decode_key(k): decode(x) for k, x in v.items()}

@@ -1,8 +1,10 @@
 """Snapshots of cases on a real store (both stores): a write loads the latest snapshot
 and the events after it; snapshots stay out of the notification log, the hash chain
-and the views; they hold ciphertext only, also after erasure; cases whose events are
-schema v1 (``tests/fixtures/hub-v1.db``) load the same with and without them; and a
-snapshot that cannot be taken or used never costs a write."""
+and the views; they hold ciphertext only, also after erasure, and no notes; cases whose
+events are schema v1 (``tests/fixtures/hub-v1.db``) load the same with and without
+them; snapshots of ``Case`` class version 1 that the previous code stored
+(``tests/fixtures/case-snapshots-v1.json``) load through the upcaster on either store
+as the events do; and a snapshot that cannot be taken or used never costs a write."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
@@ -34,6 +37,7 @@ from tests.integration.test_personal_fields import (
 from tests.integration.test_personal_fields import _register as register_pf
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_V1 = ROOT / "tests" / "fixtures" / "case-snapshots-v1.json"
 JC, COACH = "jc-snap", "coach-snap"
 SNAPSHOT_TOPIC = "domain.case.snapshot:CaseSnapshot"
 
@@ -174,9 +178,15 @@ def test_snapshots_hold_ciphertext_only_also_after_erasure(
     state = json.loads(before[3])["state"]
     assert PREFIX in json.dumps(state)  # the fields are there, encrypted ...
     shown = json.dumps(hub.cipher.reveal(state), ensure_ascii=False)
-    # ... every one the case keeps (these three only its events hold)
-    not_kept = {"assignment.extended.reason", "lead.transferred.reason", "rehab.decided.reason"}
+    # ... every one the case keeps (these only its events hold; no rule reads them)
+    not_kept = {
+        "assignment.extended.reason",
+        "lead.transferred.reason",
+        "rehab.decided.reason",
+        "note.added.text",
+    }
     assert {k for k, secret in SECRETS.items() if secret not in shown} == not_kept
+    assert "notes" not in state
 
     _erase(hub.messages, case_id)
     hub.app.take_snapshot(case_id)
@@ -190,7 +200,6 @@ def test_snapshots_hold_ciphertext_only_also_after_erasure(
         assert secret.encode() not in stored, f"plaintext at rest after erasure: {field}"
     after = json.loads(rows[0][3])["state"]
     assert after["participant"] == {"pseudonym": "PF-1", "erased": True}
-    assert {n["text"] for n in after["notes"]} == {""}
     revealed = json.dumps(hub.cipher.reveal(after), ensure_ascii=False)
     assert ERASED in revealed  # what is still ciphertext can no longer be opened
     assert not any(secret in revealed for secret in SECRETS.values())
@@ -225,6 +234,84 @@ def test_cases_of_schema_v1_load_the_same_with_and_without_snapshots(tmp_path: P
         case = next(
             c for c in (hub.messages._load(UUID(raw_id)) for raw_id, _ in cases) if not c.is_closed
         )
+        note = f.message("note.added", case.lead_agency, case.id, {"text": "danach"})
+        note["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        hub.messages.record_raw(note)
+        assert vars(hub.messages._load(case.id)) == _events_only(hub, case.id)
+    finally:
+        hub.close()
+
+
+def _stored(row: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        originator_id=UUID(row["originator_id"]),
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=row["state"].encode(),
+    )
+
+
+def test_v1_snapshots_stored_by_the_previous_code_load_as_the_events_do(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The fixture's scripted case (its events and a class-version-1 snapshot at each
+    version, as the v1 code stored them) on this store: from each snapshot, upcast,
+    the case at its version and at the latest is the case its events alone give, and
+    the next write, loaded through it, records what it would without snapshots."""
+    domain = json.loads(FIXTURE_V1.read_text())["domain"]
+    case_id = UUID(domain["events"][0]["originator_id"])
+    settings = Settings(database_url=database_url, var_dir=tmp_path / "var")
+    hub = build_hub(settings.model_copy(update={"snapshot_interval": 1_000}))
+    try:
+        assert hub.app.snapshots is not None
+        hub.app.recorder.insert_events([_stored(row) for row in domain["events"]])
+        for row in domain["snapshots"]:
+            assert "class_version" not in json.loads(row["state"])["state"]
+            version = row["originator_version"]
+            hub.app.snapshots.recorder.insert_events([_stored(row)])
+            at = hub.app.repository.get(case_id, version=version, projector_func=_project)
+            assert vars(at) == _events_only(hub, case_id, version)
+            latest = hub.app.repository.get(case_id, projector_func=_project)
+            assert vars(latest) == _events_only(hub, case_id)
+        # The last v1 snapshot (version 18) is the latest: a write loads through it.
+        (open_id,) = [k for k, s in latest.appointments.items() if s.value == "scheduled"]
+        held = f.message("appointment.held", "coach-fixture", case_id, {"appointment_id": open_id})
+        held["occurred_at"] = "2026-04-01T09:00:00+00:00"
+        hub.registry.register("jc-fixture", "jobcenter", "Fixture Jobcenter")
+        hub.registry.register("coach-fixture", "coaching_provider", "Fixture Coaching")
+        hub.messages.record_raw(held)
+        loaded = hub.messages._load(case_id)
+        assert loaded is not None
+        assert loaded.version == 19
+        assert loaded.appointments[open_id].value == "held"
+        assert vars(loaded) == _events_only(hub, case_id)
+    finally:
+        hub.close()
+
+
+def test_v1_snapshots_of_the_v1_fixture_cases_load_as_their_events_do(tmp_path: Path) -> None:
+    """``tests/fixtures/hub-v1.db``'s cases (schema v1 events) with the class-version-1
+    snapshots the previous code took of them at their middle and last versions: each
+    case, upcast from either, is the case its events alone give, and a note on an open
+    one is decided on that state."""
+    copy = tmp_path / "old.db"
+    shutil.copy(ROOT / "tests" / "fixtures" / "hub-v1.db", copy)
+    rows = json.loads(FIXTURE_V1.read_text())["hub_v1"]
+    assert len({r["originator_id"] for r in rows}) >= 5
+    settings = Settings(database_url=f"sqlite:///{copy}", var_dir=tmp_path / "var")
+    hub = build_hub(settings.model_copy(update={"snapshot_interval": 1_000}))
+    try:
+        assert hub.app.snapshots is not None
+        for row in rows:  # per case, the middle version first
+            assert "class_version" not in json.loads(row["state"])["state"]
+            case_id, version = UUID(row["originator_id"]), row["originator_version"]
+            hub.app.snapshots.recorder.insert_events([_stored(row)])
+            at = hub.app.repository.get(case_id, version=version, projector_func=_project)
+            assert vars(at) == _events_only(hub, case_id, version)
+            latest = hub.app.repository.get(case_id, projector_func=_project)
+            assert vars(latest) == _events_only(hub, case_id)
+        cases = [hub.messages._load(UUID(r["originator_id"])) for r in rows]
+        case = next(c for c in cases if c is not None and not c.is_closed)
         note = f.message("note.added", case.lead_agency, case.id, {"text": "danach"})
         note["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
         hub.messages.record_raw(note)

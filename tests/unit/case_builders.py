@@ -221,8 +221,8 @@ def assert_replays_equal(case: Case, events: Sequence[Any] | None = None) -> Cas
     }
     assert rebuilt.consents == case.consents
     assert rebuilt.appointments == case.appointments
+    assert rebuilt.appointments_scheduled_at == case.appointments_scheduled_at
     assert rebuilt.measures == case.measures
-    assert rebuilt.notes == case.notes
     assert rebuilt.coach == case.coach
     assert rebuilt.agreement_signed_at == case.agreement_signed_at
     assert rebuilt.assignment_ends_at == case.assignment_ends_at

@@ -549,7 +549,7 @@ def test_scenario_coaching_up_to_twelve_months() -> None:
 
     case.close(act(JOBCENTER, 400), outcome=Outcome.MOVED_AWAY)
 
-    assert case.appointments[meeting].state is AppointmentState.HELD
+    assert case.appointments[meeting.hex] is AppointmentState.HELD
     assert case.outcome is Outcome.MOVED_AWAY
     assert case.assignment_ends_at == datetime(2027, 6, 3, 9, tzinfo=UTC)
     assert_replays_equal(case)
@@ -588,9 +588,12 @@ def test_appointment_is_scheduled_and_then_held_or_missed_once() -> None:
     case.record_appointment_held(act(COACHING, 7), appointment_id=held)
     case.record_appointment_missed(act(COACHING, 7), appointment_id=missed)
 
-    assert case.appointments[held].state is AppointmentState.HELD
-    assert case.appointments[missed].state is AppointmentState.MISSED
-    assert case.appointments[held].kind is AppointmentKind.COACHING
+    assert case.appointments[held.hex] is AppointmentState.HELD
+    assert case.appointments[missed.hex] is AppointmentState.MISSED
+    assert case.appointments_scheduled_at == {}  # only a scheduled one's is kept
+    # The case keeps only the state; the kind is the event's (the views read it there).
+    scheduled = [e for e in case.pending_events if isinstance(e, Case.AppointmentScheduled)]
+    assert [e.kind for e in scheduled] == [AppointmentKind.COACHING.value] * 2
     for record in (case.record_appointment_held, case.record_appointment_missed):
         for appointment_id in (held, missed):
             with raises_domain(InvalidTransition, "invalid_transition"):
@@ -610,7 +613,9 @@ def test_reusing_an_appointment_id_is_refused() -> None:
             act(COACHING, 3), appointment_id=appointment_id, kind="coaching", at=at(9)
         )
 
-    assert case.appointments[appointment_id].at == at(7)
+    scheduled = [e for e in case.pending_events if isinstance(e, Case.AppointmentScheduled)]
+    assert [(e.appointment_id, e.at) for e in scheduled] == [(appointment_id, at(7))]
+    assert case.appointments_scheduled_at == {appointment_id.hex: at(3)}
 
 
 @pytest.mark.parametrize("outcome", ["held", "missed"])
@@ -681,7 +686,7 @@ def _case_with_notes() -> Case:
     return case
 
 
-def test_erasure_keeps_only_the_pseudonym_and_blanks_note_texts() -> None:
+def test_erasure_keeps_only_the_pseudonym_and_the_case_holds_no_notes() -> None:
     case = _case_with_notes()
 
     case.erase_participant(
@@ -689,9 +694,9 @@ def test_erasure_keeps_only_the_pseudonym_and_blanks_note_texts() -> None:
     )
 
     assert case.participant == {"pseudonym": "P-0001", "erased": True}
-    assert [note.text for note in case.notes] == ["", ""]
-    assert [note.category for note in case.notes] == [DataCategory.NOTES, DataCategory.HEALTH]
-    assert [note.agency for note in case.notes] == [JOBCENTER, COACHING]
+    # Notes are not part of the case (no rule reads them), so there is nothing to
+    # blank here; their texts are the events', whose keys erasure destroys (services).
+    assert "notes" not in vars(case)
     assert case.erased_at == at(10)
     rebuilt = assert_replays_equal(case)
     assert rebuilt.participant["erased"] is True
