@@ -111,7 +111,7 @@ def create_app(
     app.state.hub_views = hub.views
     app.state.webhooks = endpoints_for(hub)
     app.state.agencies = hub.registry  # the FHIR facade's Organization reads
-    app.add_middleware(RequestContext, metrics=api.metrics)
+    app.add_middleware(RequestContext, metrics=api.metrics, direct=messages.DIRECT)
     install_error_handlers(app)
     install_openapi(app)
     return app

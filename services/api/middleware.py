@@ -50,9 +50,13 @@ class RequestContext:
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a
     stream per request."""
 
-    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, app: Any, metrics: ApiMetrics, direct: dict[tuple[str, str], Any] | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        # (method, path) -> an ASGI app that answers it past the router (``messages``).
+        self.direct = direct or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -82,8 +86,11 @@ class RequestContext:
                 ]
             await send(message)
 
+        app = self.app
+        if self.direct and not scope.get("root_path"):
+            app = self.direct.get((scope["method"], scope["path"]), app)
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         except ClientDisconnect:
             # Nobody is left to answer; the body was never complete, nothing was done.
             if not responded:
