@@ -79,6 +79,9 @@ class RequestContext:
         self.metrics = metrics
         # (method, path) -> an ASGI app that answers it past the router (``messages``).
         self.direct = direct or {}
+        # The metrics' children per (route, status): ``labels`` takes a lock and builds
+        # its key on every call. Bounded: the routes and statuses are few.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -128,8 +131,14 @@ class RequestContext:
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(elapsed)
+            children = self._children.get((path, status))
+            if children is None:
+                children = self._children[(path, status)] = (
+                    self.metrics.requests.labels(path, str(status)),
+                    self.metrics.latency.labels(path),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
             log.info(
                 "request",
                 method=scope["method"],
