@@ -10,7 +10,11 @@ store is opened again: the events recorded must equal the messages accepted, and
 answer may have been a 5xx.
 
 Baseline: the application service's own rate in this process (``bench.append``'s
-``run_hub``, single-threaded, no HTTP), measured in the same run on the same store.
+``run_hub``, single-threaded, no HTTP, no view runner), measured in the same run on
+the same kind of store, before and after the HTTP run (the mean of the two). Beside
+the rate: the server's CPU per message (and its event-loop thread's), against the
+service's own CPU per message, which a shared machine's load disturbs less; and the
+load average at the start and end of each store's part.
 """
 
 from __future__ import annotations
@@ -159,6 +163,28 @@ def _client(
         conn.close()
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of process ``pid``, and of its main thread alone (the
+    event loop's: uvicorn runs it there). Linux ``/proc``; NaN elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read(path: str) -> float:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    try:
+        return read(f"/proc/{pid}/stat"), read(f"/proc/{pid}/task/{pid}/stat")
+    except OSError:
+        return float("nan"), float("nan")
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -182,12 +208,14 @@ def run_http(url: str, var_dir: Path, seconds: float) -> dict[str, float]:
     try:
         for thread in threads:
             thread.start()
+        cpu_before = _cpu_seconds(server.pid)
         started = time.perf_counter()
         deadline[0] = started + seconds
         barrier.wait()
         for thread in threads:
             thread.join(timeout=seconds + 60)
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(server.pid)
     finally:
         _stop_server(server)
     statuses: Counter = Counter()
@@ -198,7 +226,12 @@ def run_http(url: str, var_dir: Path, seconds: float) -> dict[str, float]:
         latencies.extend(result.latencies)
         errors += len(result.errors)
     accepted = statuses[201] + statuses[202]
+    answered = sum(statuses.values()) or 1
     return {
+        # Server CPU per answer (every answer here is a message posted): robust to the
+        # other work on a shared machine in a way a rate is not.
+        "cpu_us": (cpu_after[0] - cpu_before[0]) / answered * 1e6,
+        "loop_cpu_us": (cpu_after[1] - cpu_before[1]) / answered * 1e6,
         "rate": accepted / elapsed,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 0.99) * 1000,
@@ -212,17 +245,38 @@ def run_http(url: str, var_dir: Path, seconds: float) -> dict[str, float]:
     }
 
 
+def _service_alone(store: str, n_cases: int) -> tuple[float, float]:
+    """The baseline: the application service's rate on a fresh store in this process
+    (no HTTP, one thread), and its CPU per message."""
+    cases = [case_messages(uuid4()) for _ in range(n_cases)]
+    with store_url(store) as url:
+        cpu = time.process_time()
+        rate = run_hub(url, cases)
+        cpu = time.process_time() - cpu
+    # ``run_hub`` also opens the hub; that CPU is counted against the messages too.
+    return rate, cpu / sum(len(c) for c in cases) * 1e6
+
+
 def run(*, quick: bool) -> None:
     seconds = 5.0 if quick else 30.0
     n_cases = 10 if quick else 40  # the baseline's size: enough for a stable rate
     rows: list[Row] = []
     broken: list[str] = []
     for store in stores():
-        with tempfile.TemporaryDirectory(prefix="hub-bench-http-") as folder:
-            with store_url(store) as url:
-                figures = run_http(url, Path(folder) / "var", seconds)
-            with store_url(store) as url:
-                baseline = run_hub(url, [case_messages(uuid4()) for _ in range(n_cases)])
+        load_at_start = _load_average()
+        # The baseline is taken before and after the HTTP run, and the two averaged: on
+        # a shared machine the load drifts within a run, and either alone would favour
+        # one side or the other.
+        before = _service_alone(store, n_cases)
+        with (
+            tempfile.TemporaryDirectory(prefix="hub-bench-http-") as folder,
+            store_url(store) as url,
+        ):
+            figures = run_http(url, Path(folder) / "var", seconds)
+        after = _service_alone(store, n_cases)
+        baseline = (before[0] + after[0]) / 2
+        baseline_cpu = (before[1] + after[1]) / 2
+        load_at_end = _load_average()
         on_sqlite = store == "sqlite"
         rate = figures["rate"]
         label = f"http {CLIENTS} clients {seconds:g} s"
@@ -236,6 +290,36 @@ def run(*, quick: bool) -> None:
                 ratio=rate / baseline,
                 target=f">= {TARGET_RATE:g} msg/s" if on_sqlite else "-",
                 meets=rate >= TARGET_RATE if on_sqlite else None,
+            ),
+            Row(
+                case=f"{label}: server CPU per message",
+                store=store,
+                value=figures["cpu_us"],
+                unit="µs",
+                baseline=baseline_cpu,
+                ratio=figures["cpu_us"] / baseline_cpu,
+                target="-",
+                meets=None,
+            ),
+            Row(
+                f"{label}: of which the event-loop thread",
+                store,
+                figures["loop_cpu_us"],
+                "µs",
+                None,
+                None,
+                "-",
+                None,
+            ),
+            Row(
+                f"{label}: load average (1 min) start/end",
+                store,
+                load_at_start,
+                "load",
+                load_at_end,
+                None,
+                "-",
+                None,
             ),
             Row(
                 f"{label}: p50 incl. read-your-writes",

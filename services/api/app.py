@@ -99,6 +99,9 @@ def create_app(
         # A trailing slash is a 404, not a 307 whose Location is built from the
         # client's Host header.
         redirect_slashes=False,
+        # The hub's metrics are Prometheus (``metrics``) and its logs structlog; FastAPI's
+        # own OpenTelemetry hooks looked for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # The routers' routes themselves, not ``include_router``: FastAPI 0.165 keeps
         # an included router as one more routing layer, about 300 more Python calls
         # per request on the event loop. (So no router-level options, and
@@ -111,7 +114,7 @@ def create_app(
     app.state.hub_views = hub.views
     app.state.webhooks = endpoints_for(hub)
     app.state.agencies = hub.registry  # the FHIR facade's Organization reads
-    app.add_middleware(RequestContext, metrics=api.metrics)
+    app.add_middleware(RequestContext, metrics=api.metrics, direct=messages.DIRECT)
     install_error_handlers(app)
     install_openapi(app)
     return app

@@ -4,6 +4,7 @@ they do not within the bound), and reads that first let the views reach the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,8 @@ InThread = Callable[[Callable[[], int]], Awaitable[int]]
 
 class WatchedViews(Protocol):
     """What ``ViewsWatch`` asks of the views (``ViewRunner`` in the app). A runner may
-    also offer ``applied_position``: what it last committed, known without a query."""
+    also offer ``applied_position``: what it last committed, known without a query;
+    and ``on_applied(listener)``: the listener is called with each new one."""
 
     def position(self) -> int: ...
 
@@ -34,11 +36,14 @@ class ViewsWatch:
     Each request that just recorded waits here, on the event loop, for the views to
     reach its position. One poller on the loop wakes every request the views now
     cover. It looks first at the position this process's live runner announced after
-    its last commit (memory, no query). The view tables are read, from a worker
-    thread, only while that is behind a waiter, and at most every ``read_every``
-    seconds: they answer for what another process's runner applied. Reading them on
-    every poll, as before, cost about as many store transactions as recording the
-    messages themselves did.
+    its last commit (memory, no query). A runner that calls back after each commit
+    (``on_applied``) wakes the poller then; it sleeps meanwhile, rather than looking
+    again every ``interval`` (a thousand wake-ups of the event loop a second, each
+    waiting for the interpreter lock behind the threads that record). The view tables
+    are read, from a worker thread, only while the announced position is behind a
+    waiter, and at most every ``read_every`` seconds: they answer for what another
+    process's runner applied. Reading them on every poll, as before, cost about as
+    many store transactions as recording the messages themselves did.
     """
 
     def __init__(
@@ -56,6 +61,13 @@ class ViewsWatch:
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._poller: asyncio.Task[None] | None = None
         self._read_at = -math.inf  # when the view tables were last read
+        # Set (on the loop) when the runner announces while requests wait.
+        self._woken: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        subscribe = getattr(views, "on_applied", None)
+        self._pushed = callable(subscribe)
+        if subscribe is not None and self._pushed:
+            subscribe(self._applied)
 
     def _announced(self) -> int | None:
         """What this process's runner last committed, or None when it does not say.
@@ -65,6 +77,14 @@ class ViewsWatch:
         queries)."""
         value = getattr(self._views, "applied_position", None)
         return value if isinstance(value, int) else None
+
+    def _applied(self, _position: int) -> None:
+        """The runner committed (on its own thread): wake the poller if anyone waits.
+        One call into the loop per commit, none while nobody waits."""
+        loop, woken = self._loop, self._woken
+        if self._waiters and loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(woken.set)
 
     async def wait_for(self, position: int, timeout: float) -> bool:
         if position <= 0:
@@ -77,14 +97,17 @@ class ViewsWatch:
         self._waiters.append((position, future))
         self._views.notify()  # wake the live runner now rather than at its poll
         if self._poller is None or self._poller.done() or self._poller.get_loop() is not loop:
-            self._poller = loop.create_task(self._poll())
+            self._woken = asyncio.Event()
+            self._loop = loop
+            self._poller = loop.create_task(self._poll(self._woken))
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             return False
 
-    async def _poll(self) -> None:
+    async def _poll(self, woken: asyncio.Event) -> None:
         while self._waiters:
+            woken.clear()  # before the look: an announcement after it sets it again
             reached = self._announced()
             lowest = min(position for position, _ in self._waiters)
             read_every = self._read_every if reached is not None else 2 * self._interval
@@ -99,18 +122,32 @@ class ViewsWatch:
                     continue
                 reached = stored if reached is None else max(reached, stored)
             if reached is not None:
-                # Requests may have come (and timed out) while the tables were read.
-                still = []
-                for position, future in self._waiters:
-                    if future.done():
-                        continue
-                    if position <= reached:
-                        future.set_result(True)
-                    else:
-                        still.append((position, future))
-                self._waiters = still
+                self._release(reached)
             if self._waiters:
-                await asyncio.sleep(self._interval)
+                await self._next_round(woken, pushed=self._pushed and reached is not None)
+
+    def _release(self, reached: int) -> None:
+        """Answer every waiter ``reached`` covers; drop those that timed out (requests
+        may have come, and gone, while the tables were read)."""
+        still = []
+        for position, future in self._waiters:
+            if future.done():
+                continue
+            if position <= reached:
+                future.set_result(True)
+            else:
+                still.append((position, future))
+        self._waiters = still
+
+    async def _next_round(self, woken: asyncio.Event, *, pushed: bool) -> None:
+        if not pushed:
+            await asyncio.sleep(self._interval)
+            return
+        # Until the runner's next commit, or the next look at the tables.
+        wait = self._read_every - (time.monotonic() - self._read_at)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(wait, self._interval)):
+                await woken.wait()
 
 
 class ReadYourWrites:

@@ -92,6 +92,10 @@ class HubHttpProtocol(HttpToolsProtocol):
             self._refuse(413, "too_large", f"a request body is at most {limit} bytes")
             return
         super().on_headers_complete()
+        # uvicorn has made the request's cycle (its task has not run yet): its head and
+        # body go out in one write.
+        if self.cycle is not None and not isinstance(self.cycle.transport, _OneWrite):
+            self.cycle.transport = _OneWrite(self.transport, self.cycle)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -163,6 +167,53 @@ class HubHttpProtocol(HttpToolsProtocol):
             "request_timeout",
             f"the request's head did not arrive within {self.limits.read_timeout:g} s",
         )
+
+
+class _OneWrite:
+    """The transport as one request's cycle sees it: the head of an answer with a
+    ``Content-Length`` is held back until its body is written, then both go out in one
+    write. uvicorn writes them apart: two system calls and two TCP segments for every
+    answer, the first of which wakes the client for a head without its body (about
+    a tenth of the event loop's time per message, bench http)."""
+
+    __slots__ = ("_cycle", "_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+            return
+        cycle = self._cycle
+        if (
+            cycle.response_started
+            and cycle.chunked_encoding is False  # a Content-Length, so a body follows
+            and cycle.expected_content_length > 0
+            and cycle.scope["method"] != "HEAD"  # uvicorn writes no body for a HEAD
+        ):
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def _flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def protocol_for(limits: HttpLimits, on_refused: Callable[[int], None]) -> type[HubHttpProtocol]:

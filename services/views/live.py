@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -34,6 +35,7 @@ class LiveViews:
         self._thread: threading.Thread | None = None
         self._applied = threading.Condition()
         self._applied_position = 0  # the lowest view position known applied
+        self._listeners: list[Callable[[int], None]] = []
 
     # ---- the applied position ------------------------------------------------------
 
@@ -41,12 +43,23 @@ class LiveViews:
     def applied_position(self) -> int:
         return self._applied_position
 
+    def on_announce(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` with each new applied position, on the committing thread
+        (it must be quick and must not block)."""
+        self._listeners.append(listener)
+
     def announce(self, position: int) -> None:
         """The runner committed up to ``position``: wake whoever waits for it."""
         with self._applied:
-            if position > self._applied_position:
-                self._applied_position = position
-                self._applied.notify_all()
+            if position <= self._applied_position:
+                return
+            self._applied_position = position
+            self._applied.notify_all()
+        for listener in self._listeners:
+            try:
+                listener(position)
+            except Exception:
+                log.exception("announce_listener_failed")
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
         """True once every view has applied ``position``.

@@ -135,6 +135,11 @@ class ViewRunner:
         tables come in only at or beyond the live ones' positions."""
         return self._live.applied_position
 
+    def on_applied(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` (on the committing thread) with each new
+        ``applied_position``: read-your-writes waits are woken, not polled."""
+        self._live.on_announce(listener)
+
     def position(self) -> int:
         return min(self.positions().values())
 

@@ -5,10 +5,12 @@ runner may have applied the events) and never more often than ``read_every``."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 from services.api.app import ViewsWatch
+from services.views.live import LiveViews
 
 
 class FakeViews:
@@ -116,3 +118,80 @@ def test_many_waiters_are_woken_together_and_a_timed_out_one_is_dropped() -> Non
         return list(results), len(watch._waiters)
 
     assert _run(scenario()) == ([True, True, False], 0)
+
+
+class PushingViews(FakeViews):
+    """A runner that calls back after each commit, as ``ViewRunner.on_applied`` does;
+    counts how often the watch looks at its announced position."""
+
+    def __init__(self, announced: int = 0, stored: int = 0) -> None:
+        super().__init__(announced=None, stored=stored)
+        self._announced = announced
+        self.looks = 0
+        self.listeners: list[Any] = []
+
+    @property
+    def applied_position(self) -> int:
+        self.looks += 1
+        return self._announced
+
+    def on_applied(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def commit(self, position: int) -> None:
+        """The runner's thread commits up to ``position`` and announces it."""
+        self._announced = position
+        for listener in self.listeners:
+            listener(position)
+
+
+def test_a_runner_that_calls_back_wakes_waiters_and_is_not_polled_meanwhile() -> None:
+    views = PushingViews(announced=3, stored=3)
+    watch = ViewsWatch(views, interval=0.001, read_every=60.0)
+
+    async def scenario() -> tuple[bool, int, float]:
+        def commit_later() -> None:
+            time.sleep(0.3)
+            views.commit(7)  # from the runner's own thread, as the live runner does
+
+        started = time.monotonic()
+        committer = threading.Thread(target=commit_later)
+        committer.start()
+        reached = await watch.wait_for(5, timeout=5.0)
+        waited = time.monotonic() - started
+        committer.join()
+        return reached, views.looks, waited
+
+    reached, looks, waited = _run(scenario())
+    assert reached is True
+    assert waited < 2.0  # woken by the commit, not by the 60 s look at the tables
+    # Polled every 1 ms, 0.3 s of waiting looked about 300 times.
+    assert looks <= 5
+    assert views.reads <= 1
+
+
+def test_a_pushing_runner_that_announces_nothing_new_leaves_the_tables_to_read_every() -> None:
+    # Another process's runner applied the events; this one has nothing to announce.
+    views = PushingViews(announced=3, stored=9)
+    watch = ViewsWatch(views, interval=0.001, read_every=0.05)
+    assert _run(watch.wait_for(9, timeout=2.0)) is True
+    assert views.reads >= 1
+
+
+def test_live_views_call_their_listeners_with_each_new_position_only() -> None:
+    class Runner:
+        def catch_up(self) -> int:
+            return 0
+
+        def position(self) -> int:
+            return 0
+
+    live = LiveViews(Runner())
+    heard: list[int] = []
+    live.on_announce(heard.append)
+    live.announce(5)
+    live.announce(5)  # nothing new
+    live.announce(3)  # behind what is known
+    live.announce(8)
+    assert heard == [5, 8]
+    assert live.applied_position == 8
