@@ -54,6 +54,7 @@ import http.client
 import json
 import os
 import resource
+import statistics
 import tempfile
 import threading
 import time
@@ -67,6 +68,7 @@ from multiprocessing import get_context
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
@@ -384,6 +386,7 @@ class Measured:
     idle_reads: Reads
     rebuild_reads: Reads
     beside: Rebuilt  # the rebuild the reads ran beside
+    dashboards: dict[str, list[float]]  # ms of single dashboard reads, by kind
 
 
 def measure(url: str, var: str, size: int, say: Any) -> Measured:
@@ -421,7 +424,7 @@ def measure(url: str, var: str, size: int, say: Any) -> Measured:
         f"  the library's ProjectionRunner (case documents, inbox, caseload): "
         f"{runner:,.0f} events/s over the first {runner_events:,} events"
     )
-    idle, during, beside = read_beside(url, var, cases, events, written.agency, say)
+    idle, during, beside, dashboards = read_beside(url, var, cases, events, written.agency, say)
     return Measured(
         events,
         cases,
@@ -436,6 +439,7 @@ def measure(url: str, var: str, size: int, say: Any) -> Measured:
         idle,
         during,
         beside,
+        dashboards,
     )
 
 
@@ -523,22 +527,61 @@ def rebuild_in_process(
         hub.close()
 
 
-def issue_token(url: str, var: str, agency: str) -> str:
-    """A child's part: a bearer token for ``agency`` (registered by the history)."""
+def issue_token(url: str, var: str, agency: str | None) -> str:
+    """A child's part: a bearer token for ``agency`` (registered by the history), or
+    an auditor's (None)."""
     hub = _in_process(url, var)
     try:
+        if agency is None:
+            return hub.tokens.issue_auditor_token("bench-auditor")
         return hub.tokens.issue_agency_token(agency)
     finally:
         hub.close()
 
 
+DASHBOARD_READS = 5  # of each kind in ``dashboard_reads``
+
+
+def dashboard_reads(port: int, token: str, auditor: str) -> dict[str, list[float]]:
+    """Single reads of the dashboards the readers do not take, with nothing else
+    running: an auditor's (every overdue handover listed; each read is recorded, so
+    they come after the rebuilds), and the agency's filtered by one of its programmes
+    and by one site (summed from that part's case documents at each read)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        _, whole = _get(conn, "/v1/dashboard", token)
+        programme = whole["programmes"][0]
+        site = next(s["site"] for s in whole["sites"] if s["programme"] == programme)
+        kinds = {
+            "dashboard, auditor": ("/v1/dashboard", auditor),
+            f"dashboard?programme={programme}, agency": (
+                f"/v1/dashboard?programme={quote(programme)}",
+                token,
+            ),
+            f"dashboard?site={site}, agency": (f"/v1/dashboard?site={quote(site)}", token),
+        }
+        took: dict[str, list[float]] = {}
+        for name, (path, bearer) in kinds.items():
+            for _ in range(DASHBOARD_READS):
+                began = time.perf_counter()
+                status, _ = _get(conn, path, bearer)
+                if status != 200:
+                    raise RuntimeError(f"GET {path}: {status}")
+                took.setdefault(name, []).append((time.perf_counter() - began) * 1000)
+        return took
+    finally:
+        conn.close()
+
+
 def read_beside(
     url: str, var: str, cases: int, events: int, agency: str, say: Any
-) -> tuple[Reads, Reads, Rebuilt]:
+) -> tuple[Reads, Reads, Rebuilt, dict[str, list[float]]]:
     """``hub serve`` on the store; readers alone for ``seconds``, then throughout a
-    rebuild in another process. (idle reads, reads during the rebuild, the rebuild)."""
+    rebuild in another process; then ``dashboard_reads``. (idle reads, reads during
+    the rebuild, the rebuild, the dashboard reads)."""
     seconds = 3.0 if events <= QUICK_EVENTS else 10.0
     token = fresh(issue_token, url, var, agency)
+    auditor = fresh(issue_token, url, var, None)
     port = _free_port()
     server = _start_server(url, Path(var), port)
     try:
@@ -562,9 +605,12 @@ def read_beside(
             f"p99 {during.p(0.99):.1f} ms ({_per_path(during)}), "
             f"{during.partial} partial answers"
         )
+        dashboards = dashboard_reads(port, token, auditor)
+        for name, took in dashboards.items():
+            say(f"  {name}: median {statistics.median(took):.1f} ms, max {max(took):.1f} ms")
     finally:
         _stop_server(server)
-    return idle, during, result[0]
+    return idle, during, result[0], dashboards
 
 
 def _per_path(reads: Reads) -> str:
@@ -879,6 +925,19 @@ def read_rows(store: str, m: Measured) -> list[Row]:
             ratio=None,
             target="0",
             meets=during.partial + during.errors == 0 and set(during.statuses) == {200},
+        ),
+        *(
+            Row(
+                case=f"{name}: median of {len(took)} single reads (nothing else running)",
+                store=store,
+                value=statistics.median(took),
+                unit="ms",
+                baseline=None,
+                ratio=None,
+                target="for comparison",
+                meets=None,
+            )
+            for name, took in m.dashboards.items()
         ),
         Row(
             case="the rebuild beside the reads",
