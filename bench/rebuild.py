@@ -506,9 +506,13 @@ def rebuild_in_process(
     cases: int,
     events: int,
     cache_mb: int = DEFAULT_CACHE_MB,
+    niceness: int = 0,
 ) -> Rebuilt:
     """A child's part: rebuild every view (``parallel``: as ``rebuild_views``), check
-    the result; events/s and peak RSS."""
+    the result; events/s and peak RSS. ``niceness``: as ``nice -n`` would start it
+    (the audit trail's process inherits it)."""
+    if niceness:
+        os.nice(niceness)
     hub = _in_process(url, var, cache_mb)
     try:
         started = time.perf_counter()
@@ -574,7 +578,7 @@ def dashboard_reads(port: int, token: str, auditor: str) -> dict[str, list[float
 
 
 def read_beside(
-    url: str, var: str, cases: int, events: int, agency: str, say: Any
+    url: str, var: str, cases: int, events: int, agency: str, say: Any, niceness: int = 0
 ) -> tuple[Reads, Reads, Rebuilt, dict[str, list[float]]]:
     """``hub serve`` on the store; readers alone for ``seconds``, then throughout a
     rebuild in another process; then ``dashboard_reads``. (idle reads, reads during
@@ -597,7 +601,9 @@ def read_beside(
             token,
             agency,
             expected,
-            lambda: result.append(fresh(rebuild_in_process, url, var, None, cases, events)),
+            lambda: result.append(
+                fresh(rebuild_in_process, url, var, None, cases, events, DEFAULT_CACHE_MB, niceness)
+            ),
         )
         say(
             f"  reads during a rebuild ({events / result[0].rate:.1f} s): "
