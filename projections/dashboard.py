@@ -6,7 +6,13 @@ before, after)`` moves them by the difference for one case change, of one event 
 of many at once; it is pure in that it only touches ``state``, a plain dict owned
 by the caller (the in-process runner stores it as JSON; the faust worker keeps it in a
 table). ``dashboard_figures`` turns totals plus the open offers into the
-figures, at a reading moment and against a capacity plan.
+figures, at a reading moment and against a capacity plan; ``figures_at`` does it
+from the open offers counted in the totals and only the overdue ones (what the
+view store selects by deadline, so a read need not load every open offer).
+
+Totals stored before a counter existed lack its key: folding leaves an absent
+counter absent (it would hold only what changed since), and readers then count
+from the rows instead, until a rebuild fills it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from projections.case_doc import Doc
+from projections.caseload import involved_agencies
+from projections.inbox import inbox_rows
 
 SEP = "|"
 OCCUPYING = ("active", "employed", "aftercare")
@@ -47,6 +55,10 @@ def empty_state() -> dict[str, Any]:
         "employed_within_12_months": {},
         "places_used": {},
         "rehab_decisions": {},
+        # Inbox rows per agency they are offered to (the open count of ``open_offers``).
+        "open_offers": {},
+        # Cases per (agency involved, programme): the programmes an agency takes part in.
+        "agency_programmes": {},
     }
 
 
@@ -81,6 +93,8 @@ _COUNTERS = (
     "assigned",
     "employed_within_12_months",
     "places_used",
+    "open_offers",
+    "agency_programmes",
 )
 # Samples are kept sorted, so equal histories give equal totals whatever the order
 # the cases were folded in (a rebuild folds page by page, a live runner message by
@@ -117,6 +131,11 @@ def dashboard_snapshot(doc: Doc | None) -> Snapshot | None:
                 counted = h.get("decision_counted_at") or h["completed_at"]
                 met = datetime.fromisoformat(counted) <= datetime.fromisoformat(h["decide_due_at"])
                 entries.append(("rehab_decisions", h["to_agency"], 0 if met else 1))
+    entries.extend(("open_offers", row["agency"], 1) for row in inbox_rows(doc))
+    if programme is not None:
+        entries.extend(
+            ("agency_programmes", agency + SEP + programme, 1) for agency in involved_agencies(doc)
+        )
     started = doc["assignment_started_at"]
     if started is not None:
         entries.append(("assigned", site, 1))
@@ -168,6 +187,8 @@ def apply_all_dashboard_ops(state: dict[str, Any], all_ops: Iterable[DashboardOp
         for name, key, value in removed:
             _take(state, name, key, value)
         for name, key, value in added:
+            if name not in state:  # totals stored before this counter: left absent
+                continue
             if name in _SAMPLES:
                 new_samples.setdefault((name, key), []).append(value)
             elif name in _TALLIES:
@@ -184,6 +205,8 @@ def apply_all_dashboard_ops(state: dict[str, Any], all_ops: Iterable[DashboardOp
 
 
 def _take(state: dict[str, Any], name: str, key: str, value: Any) -> None:
+    if name not in state:
+        return
     if name in _SAMPLES:
         samples = state[name].get(key)
         if not samples:
@@ -221,14 +244,78 @@ def dashboard_figures(
 ) -> dict[str, Any]:
     """``open_offers``: inbox rows (agency, programme, site, due_at). ``capacity``:
     ``{programme: {site: places}}``."""
-    capacity = capacity or {}
     offers = list(open_offers)
-    overdue: dict[str, list[int]] = {}
-    for row in offers:
-        tally = overdue.setdefault(row["agency"], [0, 0])
-        tally[0] += 1
-        if datetime.fromisoformat(row["due_at"]) < now:
-            tally[1] += 1
+    overdue = [row for row in offers if datetime.fromisoformat(row["due_at"]) < now]
+    return figures_at(
+        state,
+        Counter(row["agency"] for row in offers),
+        Counter(row["agency"] for row in overdue),
+        overdue,
+        now,
+        capacity,
+    )
+
+
+def figures_at(
+    state: Mapping[str, Any],
+    open_counts: Mapping[str, int],
+    overdue_counts: Mapping[str, int],
+    overdue_rows: Iterable[Mapping[str, Any]],
+    now: datetime,
+    capacity: Mapping[str, Mapping[str, int]] | None = None,
+    *,
+    of_totals: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The figures from the totals, the open offers per agency offered to (every one,
+    and those overdue at ``now``) and the overdue inbox rows to list (all of them, or
+    the part a reader may see): what ``dashboard_figures`` counts from every open
+    offer, without reading the ones still in time. ``of_totals``: ``totals_figures``
+    of these totals, when already computed."""
+    figures = dict(of_totals if of_totals is not None else totals_figures(state, capacity))
+    figures["generated_at"] = now.isoformat()
+    figures["open_offers"] = [
+        {
+            "agency": agency,
+            "open": open_counts.get(agency, 0),
+            "overdue": overdue_counts.get(agency, 0),
+        }
+        for agency in sorted(set(open_counts) | set(overdue_counts))
+    ]
+    figures["overdue_handovers"] = sorted(
+        (
+            {
+                **{k: row.get(k) for k in OVERDUE_KEYS},
+                "days_overdue": days_overdue(row["due_at"], now),
+            }
+            for row in overdue_rows
+        ),
+        key=lambda r: (datetime.fromisoformat(r["due_at"]), r.get("handover_id") or ""),
+    )
+    return {name: figures[name] for name in FIGURES}
+
+
+# The figures in the order they are answered.
+FIGURES = (
+    "generated_at",
+    "cases_by_stage",
+    "handovers_by_state",
+    "offer_to_accept",
+    "assignment_to_employment",
+    "employed_within_12_months",
+    "places",
+    "open_offers",
+    "overdue_handovers",
+    "rehab_decisions",
+    "sites",
+)
+
+
+def totals_figures(
+    state: Mapping[str, Any], capacity: Mapping[str, Mapping[str, int]] | None = None
+) -> dict[str, Any]:
+    """The figures the totals alone decide (not the reading moment): the same for
+    every read until the totals move."""
+    capacity = capacity or {}
 
     def split(key: str, *names: str) -> dict[str, str]:
         return dict(zip(names, key.split(SEP), strict=True))
@@ -236,7 +323,6 @@ def dashboard_figures(
     sites = set(state["assigned"]) | set(state["places_used"])
     sites |= {f"{p}{SEP}{s}" for p, per_site in capacity.items() for s in per_site}
     return {
-        "generated_at": now.isoformat(),
         "cases_by_stage": [
             {**split(k, "programme", "site", "stage"), "count": n}
             for k, n in sorted(state["cases_by_stage"].items())
@@ -279,21 +365,6 @@ def dashboard_figures(
             }
             for k in sorted(sites)
         ],
-        "open_offers": [
-            {"agency": agency, "open": counts[0], "overdue": counts[1]}
-            for agency, counts in sorted(overdue.items())
-        ],
-        "overdue_handovers": sorted(
-            (
-                {
-                    **{k: row.get(k) for k in OVERDUE_KEYS},
-                    "days_overdue": days_overdue(row["due_at"], now),
-                }
-                for row in offers
-                if datetime.fromisoformat(row["due_at"]) < now
-            ),
-            key=lambda r: (datetime.fromisoformat(r["due_at"]), r.get("handover_id") or ""),
-        ),
         "rehab_decisions": [
             {"agency": agency, "met": met, "missed": missed}
             for agency, (met, missed) in sorted(state["rehab_decisions"].items())
@@ -382,7 +453,7 @@ def merge_states(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     merged = empty_state()
     for state in states:
         for name in _COUNTERS:
-            for key, count in state[name].items():
+            for key, count in state.get(name, {}).items():
                 _bump(merged[name], key, count)
         for name in _SAMPLES:
             for key, values in state[name].items():
@@ -406,17 +477,28 @@ _BY_PROGRAMME = (
 )
 
 
+def programmes_of(state: Mapping[str, Any], agency: str) -> list[str] | None:
+    """The programmes of the cases ``agency`` is involved in, by the totals (None:
+    totals stored before they counted them)."""
+    counted = state.get("agency_programmes")
+    if counted is None:
+        return None
+    head = agency + SEP
+    return sorted(key[len(head) :] for key in counted if key.startswith(head))
+
+
 def scoped_figures(
-    figures: Mapping[str, Any], programmes: Iterable[str], own_cases: Iterable[str]
+    figures: Mapping[str, Any], programmes: Iterable[str], own_cases: Iterable[str] | None
 ) -> dict[str, Any]:
     """The dashboard as an agency may see it (DOMAIN "Views"): the figures of the
-    programmes it takes part in, and overdue handovers only of its own cases.
+    programmes it takes part in, and overdue handovers only of its own cases
+    (``own_cases`` None: the figures list only those already, as the view store
+    selects them).
 
     Figures kept per agency pair (offer to acceptance, open offers, § 14 decisions)
     carry no programme; they are shown for the agencies taking part in those
     programmes (those that sent or received a handover in them)."""
     wanted = set(programmes)
-    mine = set(own_cases)
     scoped: dict[str, Any] = dict(figures)
     for name in _BY_PROGRAMME:
         scoped[name] = [row for row in figures.get(name, ()) if row.get("programme") in wanted]
@@ -431,8 +513,10 @@ def scoped_figures(
     scoped["rehab_decisions"] = [
         row for row in figures["rehab_decisions"] if row["agency"] in agencies
     ]
-    scoped["overdue_handovers"] = [
-        row for row in figures["overdue_handovers"] if row["case_id"] in mine
-    ]
+    if own_cases is not None:
+        mine = set(own_cases)
+        scoped["overdue_handovers"] = [
+            row for row in figures["overdue_handovers"] if row["case_id"] in mine
+        ]
     scoped["programmes"] = sorted(wanted)
     return scoped

@@ -28,7 +28,7 @@ from projections.audit import GENESIS, canonical, chain_hash
 from projections.case_doc import Doc, reduce_case
 from projections.case_view import case_view, full_view
 from projections.caseload import involved_agencies
-from projections.dashboard import accept_deadlines, scoped_figures
+from projections.dashboard import accept_deadlines
 from projections.disclosure import withheld
 from services.application import AgencyRegistry, HubApplication, MessageService
 from services.commands import Received, apply_to_case
@@ -366,15 +366,12 @@ class ReadService:
         """Everything for an auditor (recorded); for an agency the figures of its
         programmes and the overdue handovers of its own cases. ``programme``/``site``:
         only that programme's or site's cases (within what the caller may see)."""
-        figures = self._queries.dashboard(self._clock(), programme=programme, site=site)
+        agency = None if principal.is_auditor else principal.subject
+        figures = self._queries.dashboard(
+            self._clock(), programme=programme, site=site, agency=agency
+        )
         if principal.is_auditor:
             self._record_read(principal, None, "dashboard", [])
-        else:
-            figures = scoped_figures(
-                figures,
-                self._queries.programmes_of(principal.subject),
-                self._queries.case_ids_of(principal.subject),
-            )
         figures["offer_to_accept_deadlines"] = accept_deadlines(figures, self._accept_days)
         return figures
 

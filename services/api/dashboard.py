@@ -7,6 +7,9 @@ holds). It reads ``/v1/dashboard`` with the token typed into its form.
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +32,14 @@ ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
     "dashboard-icon.svg": "image/svg+xml",
 }
+# An agency's kind and display name as read at most this long ago: a rename shows
+# within it. Read each time, the names cost a registry load per agency named (28 for
+# one Jobcenter of the benchmark's history: more than the figures themselves).
+NAMES_SECONDS = 5.0
+_names: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)  # per registry: agency id -> (when read, the row)
+_names_lock = threading.Lock()
 Filter = Annotated[
     str | None,
     Query(min_length=1, max_length=200, description="only this programme's (site's) cases"),
@@ -57,7 +68,18 @@ def _answer(
 
 
 def _agency(api: ApiContext, agency_id: str) -> dict[str, Any]:
-    return agency_entry(api.registry, agency_id)
+    now = time.monotonic()
+    if api.registry is None:
+        return agency_entry(None, agency_id)
+    with _names_lock:
+        names = _names.setdefault(api.registry, {})
+        kept = names.get(agency_id)
+    if kept is not None and now - kept[0] <= NAMES_SECONDS:
+        return dict(kept[1])
+    row = agency_entry(api.registry, agency_id)
+    with _names_lock:
+        names[agency_id] = (now, row)
+    return dict(row)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)

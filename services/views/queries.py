@@ -14,11 +14,16 @@ from projections.dashboard import (
     NO_SITE,
     dashboard_figures,
     empty_state,
+    figures_at,
     figures_of_cases,
     programme_sites,
+    scoped_figures,
+    totals_figures,
 )
+from projections.dashboard import programmes_of as programmes_in
 from projections.inbox import with_overdue
 from services.errors import CaseNotFound
+from services.views.sql.schema import tracking_name
 
 OFFER_COLUMNS = "handover_id, case_id, agency, from_agency, kind, programme, site, due_at"
 DOC_PAGE = 500  # case documents read per query (within every database's parameter limit)
@@ -42,6 +47,9 @@ class ViewQueries:
         self._views = views
         self._p = views.P
         self._capacity = capacity or {}
+        # The dashboard totals as last read, with the figures they alone decide, and
+        # the (generation, position) they were read at: read again once either moves.
+        self._totals_read: tuple[Any, dict[str, Any], dict[str, Any]] | None = None
 
     def inbox(self, agency: str, now: datetime) -> dict[str, Any]:
         rows = self._views.query(
@@ -85,15 +93,97 @@ class ViewQueries:
         )
 
     def dashboard(
-        self, now: datetime, *, programme: str | None = None, site: str | None = None
+        self,
+        now: datetime,
+        *,
+        programme: str | None = None,
+        site: str | None = None,
+        agency: str | None = None,
     ) -> dict[str, Any]:
         """The figures; with ``programme`` and/or ``site`` (``-``: cases without a
-        site), those of that programme's or site's cases alone."""
-        rows = self._views.query("SELECT doc FROM view_dashboard WHERE name = 'totals'")
-        state = json.loads(rows[0]["doc"]) if rows else empty_state()
+        site), those of that programme's or site's cases alone; with ``agency``, as
+        that agency may see them (``scoped_figures``: its programmes, and the overdue
+        handovers of its own cases only, selected so in SQL)."""
+        state, of_totals = self._totals_and_figures()
         if programme is None and site is None:
+            figures = self._whole(state, of_totals, now, agency)
+        else:
+            figures = self._part(state, now, programme, site, agency)
+        if agency is None:
+            return figures
+        programmes = programmes_in(state, agency)
+        if programmes is None:  # totals stored before they counted them
+            programmes = self.programmes_of(agency)
+        return scoped_figures(figures, programmes, None)
+
+    def _totals(self) -> dict[str, Any]:
+        rows = self._views.query("SELECT doc FROM view_dashboard WHERE name = 'totals'")
+        state: dict[str, Any] = json.loads(rows[0]["doc"]) if rows else empty_state()
+        return state
+
+    def _totals_and_figures(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The totals and ``totals_figures`` of them, kept while the dashboard's tracked
+        position (and the views' generation: a swap) stands; totals and position are
+        committed together, so a position names one state of the totals. (Totals read
+        just after a newer commit than the position are newer, never older.)"""
+        at = self._views.read_state([tracking_name("dashboard")])
+        kept = self._totals_read
+        if kept is not None and kept[0] == at:
+            return kept[1], kept[2]
+        state = self._totals()
+        figures = totals_figures(state, self._capacity)
+        self._totals_read = (at, state, figures)
+        return state, figures
+
+    def _whole(
+        self,
+        state: dict[str, Any],
+        of_totals: dict[str, Any],
+        now: datetime,
+        agency: str | None,
+    ) -> dict[str, Any]:
+        """The open offers counted in the totals; of the inbox, only the overdue rows
+        (by the deadline's index): what the read costs grows with the overdue
+        handovers shown, not with every open offer or case."""
+        open_counts = state.get("open_offers")
+        if open_counts is None:  # totals stored before they counted open offers
             offers = self._views.query(f"SELECT {OFFER_COLUMNS} FROM view_inbox")
+            if agency is not None:
+                mine = set(self.case_ids_of(agency))
+                figures = dashboard_figures(state, offers, now, self._capacity)
+                figures["overdue_handovers"] = [
+                    row for row in figures["overdue_handovers"] if row["case_id"] in mine
+                ]
+                return figures
             return dashboard_figures(state, offers, now, self._capacity)
+        p, due = self._p, now.timestamp()
+        overdue_counts = {
+            row["agency"]: row["n"]
+            for row in self._views.query(
+                f"SELECT agency, COUNT(*) AS n FROM view_inbox WHERE due_ts < {p} GROUP BY agency",
+                (due,),
+            )
+        }
+        own, params = "", (due, *(() if agency is None else (agency,)))
+        if agency is not None:
+            own = f" AND case_id IN (SELECT case_id FROM view_caseload WHERE agency = {p})"
+        overdue = self._views.query(
+            f"SELECT {OFFER_COLUMNS} FROM view_inbox WHERE due_ts < {p}{own} "
+            "ORDER BY due_ts, handover_id",
+            params,
+        )
+        return figures_at(
+            state, open_counts, overdue_counts, overdue, now, self._capacity, of_totals=of_totals
+        )
+
+    def _part(
+        self,
+        state: dict[str, Any],
+        now: datetime,
+        programme: str | None,
+        site: str | None,
+        agency: str | None,
+    ) -> dict[str, Any]:
         # The stored totals are kept per site or per agency pair, not both: a part is
         # summed at read time from its cases' documents, by the same reducer.
         where, params = _where(programme, site, self._p)
@@ -111,6 +201,17 @@ class ViewQueries:
         }
         figures = figures_of_cases(self._case_docs(ids), offers, now, capacity)
         figures["sites"] = programme_sites(state, self._capacity)  # the choices stay whole
+        if agency is not None:  # its own cases of this part
+            mine = {
+                row["case_id"]
+                for row in self._views.query(
+                    f"SELECT case_id FROM view_caseload WHERE agency = {self._p} AND {where}",
+                    (agency, *params),
+                )
+            }
+            figures["overdue_handovers"] = [
+                row for row in figures["overdue_handovers"] if row["case_id"] in mine
+            ]
         return figures
 
     def _case_docs(self, case_ids: list[str]) -> Iterator[dict[str, Any]]:

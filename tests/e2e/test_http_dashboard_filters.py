@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from projections.dashboard import dashboard_figures, scoped_figures
 from services.api.app import create_app
 from services.bootstrap import Hub
 from services.demo import AGENCIES, load_demo
 from services.demo_volume import load_volume
+from services.views.queries import OFFER_COLUMNS
 from tests.http_helpers import Tokens, assert_error, demo_tokens
 
 TRIER = "Inklusionsinitiative Trier"
@@ -230,3 +232,49 @@ def test_a_filtered_auditor_read_is_recorded_like_any_dashboard_read(
     )
     # The filtered dashboard read, and the earlier read of the read log itself.
     assert scopes["dashboard"] == 1
+
+
+def test_the_dashboard_read_by_deadline_equals_the_figures_counted_from_every_offer(
+    api: TestClient, tokens: Tokens, hub: Hub
+) -> None:
+    """The open offers counted in the totals and only the overdue inbox rows read (by
+    the deadline's index), for the auditor and for each agency: the same figures as
+    counting every open offer, with the agency's part cut by the old rule."""
+    now = datetime.fromisoformat(dashboard(api, tokens.audit())["generated_at"])
+    q = hub.queries
+    state = q._totals()
+    assert state["open_offers"]  # the totals count them
+    every = dashboard_figures(
+        state, hub.view_store.query(f"SELECT {OFFER_COLUMNS} FROM view_inbox"), now, q._capacity
+    )
+    assert every["overdue_handovers"]
+    assert len(every["open_offers"]) > 1
+    assert q.dashboard(now) == every
+    for agency in ("jc-trier", "kopra-erzgebirge", "hwk-ffo", "aa-trier"):
+        old = scoped_figures(every, q.programmes_of(agency), q.case_ids_of(agency))
+        assert q.dashboard(now, agency=agency) == old, agency
+
+
+def test_a_foreign_agency_sees_no_overdue_handover_of_cases_it_is_not_part_of(
+    api: TestClient, tokens: Tokens
+) -> None:
+    """Over HTTP: each agency's overdue handovers are exactly the auditor's of its own
+    cases, though the auditor's list holds others; the open-offer counts it sees are
+    the whole's, for the agencies of its programmes only."""
+    whole = dashboard(api, tokens.audit())
+    everyone = {h["handover_id"] for h in whole["overdue_handovers"]}
+    for agency in ("jc-trier", "kopra-erzgebirge", "hwk-ffo"):
+        headers = tokens.of(agency)
+        own = {
+            row["case_id"]
+            for row in api.get(f"/v1/agencies/{agency}/cases?limit=1000", headers=headers).json()[
+                "items"
+            ]
+        }
+        seen = dashboard(api, headers)
+        expected = [h for h in whole["overdue_handovers"] if h["case_id"] in own]
+        assert seen["overdue_handovers"] == expected, agency
+        assert {h["handover_id"] for h in expected} < everyone  # others' are withheld
+        shown = {r["agency"] for r in seen["open_offers"]}
+        assert seen["open_offers"] == [r for r in whole["open_offers"] if r["agency"] in shown]
+        assert set(seen["programmes"]) < {r["programme"] for r in whole["cases_by_stage"]}

@@ -12,9 +12,13 @@ from projections.dashboard import (
     accept_deadlines,
     dashboard_figures,
     days_overdue,
+    empty_state,
+    figures_at,
     figures_of_cases,
     named_agencies,
     programme_sites,
+    programmes_of,
+    totals_figures,
 )
 from tests.unit.test_projection_reducers import (
     AA,
@@ -97,3 +101,35 @@ def test_every_agency_the_figures_name_is_listed_once() -> None:
     offers = [{"agency": AA, "programme": "Prog", "site": "Nord", "due_at": t(1)}]
     figures = dashboard_figures(_fold_dashboard(_two_cases()), offers, at(20))
     assert named_agencies(figures) == sorted({AA, COACH, DRV, JC})
+
+
+def test_totals_stored_before_a_counter_keep_it_absent_and_the_rest_moves() -> None:
+    """Totals written before ``open_offers`` and ``agency_programmes`` existed: folding
+    does not start those counters (they would hold only what changed since), so a
+    reader sees them absent and counts from the rows; every other total still moves."""
+    old = empty_state()
+    del old["open_offers"], old["agency_programmes"]
+    state = _fold_dashboard(_two_cases(), old)
+    assert "open_offers" not in state
+    assert "agency_programmes" not in state
+    assert programmes_of(state, JC) is None
+    whole = _fold_dashboard(_two_cases())
+    assert whole["agency_programmes"]
+    assert programmes_of(whole, JC) == ["Prog"]
+    assert {k: v for k, v in whole.items() if k in state} == state
+
+
+def test_figures_from_counted_open_offers_equal_those_counted_from_every_offer() -> None:
+    offers = [
+        {"agency": COACH, "handover_id": "h1", "case_id": "c1", "due_at": t(10)},
+        {"agency": COACH, "handover_id": "h2", "case_id": "c2", "due_at": t(2)},
+        {"agency": AA, "handover_id": "h3", "case_id": "c1", "due_at": t(3)},
+    ]
+    state = _fold_dashboard(_two_cases())
+    now = at(4)
+    overdue = [row for row in offers if row["due_at"] < t(4)]
+    fast = figures_at(
+        state, {COACH: 2, AA: 1}, {COACH: 1, AA: 1}, overdue, now, of_totals=totals_figures(state)
+    )
+    assert fast == dashboard_figures(state, offers, now)
+    assert list(fast) == list(dashboard_figures(state, offers, now))  # the same order

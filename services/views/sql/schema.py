@@ -165,6 +165,9 @@ class ViewSchema:
     INDEXES: ClassVar[dict[str, tuple[str, str, bool]]] = {
         "view_inbox_agency": ("view_inbox", "agency, offered_ts", False),
         "view_inbox_case": ("view_inbox", "case_id", False),
+        # The dashboard's overdue offers (due_ts < now), counted per agency from the
+        # index alone.
+        "view_inbox_due": ("view_inbox", "due_ts, agency", True),
         "view_caseload_case": ("view_caseload", "case_id", True),
         "view_audit_case": ("view_audit", "case_id, position", True),
     }
