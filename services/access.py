@@ -617,7 +617,8 @@ def _agencies_in(replayed: dict[str, Any]) -> set[str]:
 
 def agency_entry(registry: AgencyRegistry | None, agency_id: str) -> dict[str, Any]:
     """An agency as every read shows it: ``agency_id``, ``kind`` and display ``name``,
-    read from the registry each time (an agency may be renamed). The dashboard's
+    read from the registry each time (an agency may be renamed; `/v1/dashboard` keeps
+    them 5 s, `NAMES_SECONDS`). The dashboard's
     ``agencies``, the registry list of the pages (``ReadService.agencies``) and the
     access report's names all come from here. One a case names that this registry
     does not know (or no registry): no kind, its id for its name."""
