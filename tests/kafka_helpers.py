@@ -5,8 +5,6 @@ inbox topic, and ``hub`` commands with the broker's settings in their environmen
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,10 @@ from kafka import KafkaProducer
 from services.bootstrap import Hub
 from services.kafka.inbox import Inbox
 from services.settings import Settings
+from tests.cli_helpers import hub_cli
 from tests.kafka_broker import KafkaNames
+
+__all__ = ["ROOT", "agency_producer", "hub_cli", "hub_env", "running_inbox", "send"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,15 +75,3 @@ def hub_env(settings: Settings, bootstrap: str, names: KafkaNames, **more: str) 
         "HUB_KAFKA_INBOX_REFRESH_S": "1",
         **more,
     }
-
-
-def hub_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )

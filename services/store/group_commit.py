@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -120,3 +120,35 @@ def _copy(error: BaseException) -> BaseException:
         return error
     copy.__cause__ = error
     return copy
+
+
+# A recorder's group member: the stored events and the keyword arguments of its
+# ``insert_events`` (receipt, key to destroy).
+Write = tuple[Sequence[Any], dict[str, Any]]
+
+
+class GroupCommitting:
+    """What both recorders share: ``use_group_commit`` switches grouping on (a window
+    in ms; 0 off) for a recorder whose ``_commit_group`` commits a group's writes."""
+
+    _group: GroupCommitter[Write, Sequence[int] | None] | None = None
+
+    def _commit_group(self, writes: Sequence[Write]) -> list[Sequence[int] | Exception | None]:
+        raise NotImplementedError
+
+    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
+        """Concurrent ``insert_events`` calls share one transaction: the events' table
+        lock (PostgreSQL) and the commit, with its sync of the log to disk, are paid
+        once per group. ``window_ms`` 0 turns it off; else, under load, a group waits
+        up to that long for company."""
+        if window_ms < 0:
+            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
+        self._group = (
+            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
+            if window_ms
+            else None
+        )
+
+    @property
+    def group_committer(self) -> GroupCommitter[Write, Sequence[int] | None] | None:
+        return self._group

@@ -44,15 +44,13 @@ from services.store import (
     agency_of_state,
     token_record,
 )
-from services.store.group_commit import MAX_GROUP, GroupCommitter
+from services.store.group_commit import GroupCommitting, Write
 from services.store.webhooks import WebhookTables, webhook_tables
 
 TOKENS_TRIGGER = "hub_tokens_changed"
 
-_Write = tuple[Sequence[StoredEvent], dict[str, Any]]  # a group member: events, kwargs
 
-
-class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
+class HubPostgresRecorder(GroupCommitting, WebhookTables, PostgresApplicationRecorder):
     legacy_receipts = False
 
     def create_table(self) -> None:
@@ -260,25 +258,6 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             ).format(self._token_state)
         )
 
-    # Group commit (``services.store.group_commit``): off until ``use_group_commit``.
-    _group: GroupCommitter[_Write, Sequence[int] | None] | None = None
-
-    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
-        """Concurrent ``insert_events`` calls share one transaction: the events' table
-        lock and the commit are paid once per group. ``window_ms`` 0 turns it off;
-        else, under load, a group waits up to that long for company."""
-        if window_ms < 0:
-            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
-        self._group = (
-            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
-            if window_ms
-            else None
-        )
-
-    @property
-    def group_committer(self) -> GroupCommitter[_Write, Sequence[int] | None] | None:
-        return self._group
-
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -292,7 +271,7 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
             return self._insert_alone(stored_events, **kwargs)
         return group.submit((stored_events, kwargs))
 
-    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+    def _commit_group(self, writes: Sequence[Write]) -> list[Sequence[int] | Exception | None]:
         """Commit the writes in one transaction: the table locked once, then each write
         after a savepoint of its own (its side statements, its events RETURNING their
         ids). A write refused by the database (a repeated receipt, a concurrent
@@ -343,7 +322,7 @@ class HubPostgresRecorder(WebhookTables, PostgresApplicationRecorder):
         conn: Connection[DictRow],
         pipeline: Pipeline,
         control: Cursor[DictRow],
-        writes: Sequence[_Write],
+        writes: Sequence[Write],
         start: int,
         outcomes: list[Sequence[int] | Exception | None],
     ) -> int | None:

@@ -32,10 +32,8 @@ from services.store import (
     agency_of_state,
     token_record,
 )
-from services.store.group_commit import MAX_GROUP, GroupCommitter
+from services.store.group_commit import GroupCommitting, Write
 from services.store.webhooks import WebhookTables, webhook_tables
-
-_Write = tuple[Sequence[StoredEvent], dict[str, Any]]  # a group member: events, kwargs
 
 # Keyed by (agency, message_id), by the unique index that ``_migrate_receipts``
 # creates. agency is NULL only in receipts migrated from before it, whose agency was
@@ -74,7 +72,7 @@ def _moment(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
+class HubSQLiteRecorder(GroupCommitting, WebhookTables, SQLiteApplicationRecorder):
     legacy_receipts = False
     _wh_endpoints, _wh_deliveries, _wh_placeholder = "hub_webhooks", "hub_webhook_deliveries", "?"
 
@@ -167,24 +165,6 @@ class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
             *webhook_tables("hub_webhooks", "hub_webhook_deliveries"),
         ]
 
-    # Group commit (``services.store.group_commit``): off until ``use_group_commit``.
-    _group: GroupCommitter[_Write, Sequence[int] | None] | None = None
-
-    def use_group_commit(self, window_ms: float, max_size: int = MAX_GROUP) -> None:
-        """Concurrent ``insert_events`` calls share one transaction (one commit, one
-        sync of the log to disk); as ``HubPostgresRecorder.use_group_commit``."""
-        if window_ms < 0:
-            raise ValueError("window_ms is 0 (off) or a number of milliseconds")
-        self._group = (
-            GroupCommitter(self._commit_group, window_s=window_ms / 1000, max_size=max_size)
-            if window_ms
-            else None
-        )
-
-    @property
-    def group_committer(self) -> GroupCommitter[_Write, Sequence[int] | None] | None:
-        return self._group
-
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -193,7 +173,7 @@ class HubSQLiteRecorder(WebhookTables, SQLiteApplicationRecorder):
             return super().insert_events(stored_events, **kwargs)
         return group.submit((stored_events, kwargs))
 
-    def _commit_group(self, writes: Sequence[_Write]) -> list[Sequence[int] | Exception | None]:
+    def _commit_group(self, writes: Sequence[Write]) -> list[Sequence[int] | Exception | None]:
         """The writes in one transaction, each inside a savepoint: one refused (a
         repeated receipt, a concurrent version) is rolled back to it and answered
         with its own error, the others commit together. A failure of the transaction

@@ -7,27 +7,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.demo import demo_id
+from tests.cli_helpers import hub_cli
 from tests.http_helpers import hub_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def hub(*args: str, env: dict[str, str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    return hub_cli(*args, env=env, stdin=stdin, text=False)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.demo import demo_id
+from tests.cli_helpers import hub_cli
 from tests.http_helpers import hub_serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +27,7 @@ ERASE = ["participant", "erase", CASE, "--reason", "Antrag", "--ground", "Art. 1
 
 
 def hub(*args: str, env: dict[str, str], stdin: bytes | None = b"") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    return hub_cli(*args, env=env, stdin=stdin, text=False)
 
 
 def base_env(var_dir: Path, **settings: str) -> dict[str, str]:

@@ -8,28 +8,20 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from services.demo import demo_id
+from tests.cli_helpers import hub_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 S2 = demo_id("s2/case")
 
 
 def hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return hub_cli(*args, env=env)
 
 
 @pytest.fixture

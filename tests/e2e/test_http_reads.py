@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from domain.reads import case_reads_id
 from services.api.app import create_app
 from services.bootstrap import Hub
 from services.demo import demo_id, load_demo
+from tests.cli_helpers import hub_cli
 from tests.http_helpers import Tokens, demo_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,15 +141,8 @@ def test_an_agencys_dashboard_shows_only_its_programmes_and_own_overdue_cases(
     assert all(row["to_agency"] != "kopra-erzgebirge" for row in trier["offer_to_accept"])
 
 
-def hub_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+def hub_bytes(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return hub_cli(*args, env=env, text=False)
 
 
 def test_replay_for_an_agency_applies_the_disclosure_rule_of_that_moment(
@@ -162,10 +155,10 @@ def test_replay_for_an_agency_applies_the_disclosure_rule_of_that_moment(
         "HUB_LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
-    assert hub_cli("demo", env=env).returncode == 0
+    assert hub_bytes("demo", env=env).returncode == 0
 
     def coach_notes(*extra: str) -> list[str]:
-        shown = hub_cli(
+        shown = hub_bytes(
             "replay", str(S4), "--agency", "kopra-erzgebirge", "--json", *extra, env=env
         )
         assert shown.returncode == 0, shown.stderr.decode()
@@ -183,7 +176,7 @@ def test_replay_for_an_agency_applies_the_disclosure_rule_of_that_moment(
     assert not any("Belastbarkeit" in text for text in coach_notes())
 
     # An agency not involved gets no replay at all.
-    refused = hub_cli("replay", str(S4), "--agency", "jc-trier", env=env)
+    refused = hub_bytes("replay", str(S4), "--agency", "jc-trier", env=env)
     assert refused.returncode != 0
     assert "forbidden" in refused.stderr.decode()
 

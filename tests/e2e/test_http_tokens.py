@@ -11,7 +11,6 @@ import hashlib
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from services.api.app import create_app
 from services.bootstrap import Hub, build_hub
 from services.demo import register_demo_agencies
 from services.settings import Settings
+from tests.cli_helpers import hub_cli
 from tests.factories import message, opened
 from tests.http_helpers import ROOT, assert_error, bearer, hub_serve, served
 
@@ -72,14 +72,7 @@ def _cli(*args: str, settings: Settings) -> subprocess.CompletedProcess[bytes]:
         "HUB_LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    return hub_cli(*args, env=env, text=False)
 
 
 @pytest.fixture

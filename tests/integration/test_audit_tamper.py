@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,14 @@ import pytest
 from services.bootstrap import Hub, build_hub
 from services.demo import demo_id, load_demo
 from services.settings import Settings
-from tests.view_helpers import ROOT, expected_chain, process_env
+from tests.cli_helpers import hub_cli
+from tests.view_helpers import expected_chain, process_env
 
 EVENTS_IN_DEMO = 74  # 12 agencies registered + 62 case events
 
 
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "audit", "verify"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return hub_cli("audit", "verify", env=env)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +23,12 @@ from services.settings import Settings
 from services.views.runner import ViewRunner
 from services.views.store import GROUPS
 from services.views.verify import verify_chain
+from tests.cli_helpers import hub_cli
 from tests.factories import T0, decide, offer, opened
 from tests.view_helpers import (
     CHAMBER,
     COACH,
     JOBCENTER,
-    ROOT,
     case_history,
     expected_chain,
     history,
@@ -181,15 +180,7 @@ def test_hub_projections_rebuild_prints_the_rate_and_keeps_the_rows(
     env = process_env(database_url, tmp_path)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", "projections", "rebuild", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return hub_cli("projections", "rebuild", *args, env=env)
 
     everything = run()
     assert everything.returncode == 0, everything.stderr
