@@ -101,11 +101,15 @@ def _crash_client(
 
 
 def views_snapshot(view_store: Any) -> dict[str, list[dict[str, Any]]]:
-    """Every view table's rows in a stable order (the checkpoints' clock left out)."""
+    """Every view table's rows in a stable order (the checkpoints' clock left out). A
+    JSON document is compared as what it says, not as its text: the dashboard totals'
+    counters keep their keys in the order they were last added, which differs between
+    folding page by page live and in one pass while rebuilding (a count that fell to
+    0 and rose again moves its key to the end)."""
     tables = {}
     for table, key in VIEW_TABLES:
         query = f"SELECT * FROM {table} ORDER BY {key}"  # noqa: S608 - fixed names
-        tables[table] = [dict(row) for row in view_store.query(query)]
+        tables[table] = [_parsed(dict(row)) for row in view_store.query(query)]
     tables["view_audit_checkpoints"] = [
         dict(row)
         for row in view_store.query(
@@ -113,6 +117,11 @@ def views_snapshot(view_store: Any) -> dict[str, list[dict[str, Any]]]:
         )
     ]
     return tables
+
+
+def _parsed(row: dict[str, Any]) -> dict[str, Any]:
+    doc = row.get("doc")
+    return {**row, "doc": json.loads(doc)} if isinstance(doc, str) else row
 
 
 def _hub_check(url: str, var_dir: Path, acknowledged: dict[UUID, tuple[str, int]]) -> dict:
