@@ -166,6 +166,30 @@ def error_name(error: BaseException) -> str:
     return type(error).__name__
 
 
+def close_producer(producer: Any, timeout_s: float, what: str) -> None:
+    """Close a producer, and never leave it half closed. kafka-python's ``close`` flushes
+    first and raises when records are still pending (the broker is gone) before it
+    stops the producer's I/O thread: that thread would then go on retrying the
+    broker, and the object's ``__del__`` would raise the same error later in some
+    other thread. So on a failed close the I/O thread is stopped without sending
+    (its pending records are aborted, as a forced close does) and the producer closed
+    again; a record not sent is not lost: the relay sends from its tracked position,
+    the inbox's offsets were not committed."""
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except Exception as error:  # closing a broken client may fail any way
+        log.debug(f"{what}_producer_close_failed", error=error_name(error))
+    sender = getattr(producer, "_sender", None)  # kafka-python's I/O thread
+    if sender is not None:
+        sender.force_close()
+        sender.join(max(timeout_s, 1.0))
+    try:
+        producer.close(timeout=0)
+    except Exception as error:
+        log.warning(f"{what}_producer_not_closed", error=error_name(error))
+
+
 class BrokerProbe:
     """Readiness: can this process reach the brokers? One metadata request over a
     client kept between probes, one probe at a time (a probe that hangs does not

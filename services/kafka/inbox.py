@@ -40,6 +40,7 @@ from services.kafka.common import (
     Backoff,
     Heartbeat,
     client_options,
+    close_producer,
     ensure_topics,
     error_name,
     inbox_topic,
@@ -215,10 +216,7 @@ class Inbox:
         self._topics = []
         self._refreshed_at = float("-inf")
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as error:  # closing a broken client may fail any way
-                log.debug("inbox_producer_close_failed", error=error_name(error))
+            close_producer(producer, 0, "inbox")
 
     # --- one record ----------------------------------------------------------
 
@@ -450,6 +448,6 @@ class Inbox:
                 producer.flush(timeout=5)
             except KafkaError as error:
                 log.warning("inbox_flush_on_close_failed", error=error_name(error))
-            producer.close(timeout=5)
+            close_producer(producer, 5, "inbox")
         if consumer is not None:
             consumer.close(autocommit=False, timeout_ms=5000)

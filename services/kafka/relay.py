@@ -46,6 +46,7 @@ from prometheus_client import Counter
 from services.kafka.common import (
     Backoff,
     Heartbeat,
+    close_producer,
     ensure_topics,
     error_name,
     producer_options,
@@ -161,10 +162,7 @@ class Relay:
         self._inflight.clear()
         self._sent = None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as error:
-                log.debug("relay_producer_close_failed", error=error_name(error))
+            close_producer(producer, 0, "relay")
 
     # --- one step ------------------------------------------------------------
 
@@ -342,4 +340,4 @@ class Relay:
                 producer.flush(timeout=5)
             except KafkaError as error:
                 log.warning("relay_flush_on_close_failed", error=error_name(error))
-            producer.close(timeout=5)
+            close_producer(producer, 5, "relay")
